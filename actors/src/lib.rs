@@ -1,0 +1,17 @@
+//! wasm-hypervisor's actors: the supervisor (sessions and admission), one executor per session
+//! with the wasm worker pool and sandbox it runs on. Nothing here knows about HTTP.
+
+pub mod error;
+pub mod executor;
+pub mod sandbox;
+pub mod session;
+pub mod supervisor;
+
+pub use error::Error;
+
+/// `N` bytes from the OS CSPRNG; its failure is an error, not a panic.
+pub(crate) fn os_random<const N: usize>() -> Result<[u8; N], getrandom::Error> {
+    let mut bytes = [0; N];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes)
+}

@@ -1,0 +1,185 @@
+//! The state one execution's host functions work on: argv and environ, the stdin cursor, the
+//! capped output, the random keystream, the virtual clocks, the fuel meter and the store's
+//! resource limits.
+
+use chacha20::cipher::StreamCipher;
+use chacha20::{ChaCha20, KeyIvInit};
+use wasmi::errors::HostError;
+
+use super::Program;
+use super::fuel::Meter;
+use super::limiter::Limiter;
+
+/// Why a host function stops the program. It travels through wasmi as a host error and is
+/// downcast again when the call returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Stop {
+    #[error("proc_exit({0})")]
+    Exit(u32),
+    #[error("the output limit was reached")]
+    OutputLimit,
+    #[error("the fuel limit was reached")]
+    OutOfFuel,
+    #[error("the time limit was reached")]
+    TimedOut,
+    /// Anything else a host function refuses to continue from; the run ends as a trap.
+    #[error("{0}")]
+    Trap(&'static str),
+}
+
+impl HostError for Stop {}
+
+/// Where `fd_write` sends bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// stdout and stderr, which together may hold at most `output_bytes`.
+#[derive(Debug)]
+pub(super) struct Output {
+    pub(super) stdout: Vec<u8>,
+    pub(super) stderr: Vec<u8>,
+    room: u64,
+}
+
+impl Output {
+    fn new(cap: u64) -> Self {
+        Self {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            room: cap,
+        }
+    }
+
+    /// Keeps what fits of `bytes`; if that is not all of them the program must stop.
+    pub(super) fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
+        let fits = usize::try_from(self.room)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let (kept, cut) = bytes.split_at(fits);
+        match stream {
+            Stream::Stdout => self.stdout.extend_from_slice(kept),
+            Stream::Stderr => self.stderr.extend_from_slice(kept),
+        }
+        self.room = self
+            .room
+            .saturating_sub(u64::try_from(fits).unwrap_or(u64::MAX));
+        if cut.is_empty() {
+            Ok(())
+        } else {
+            Err(Stop::OutputLimit)
+        }
+    }
+}
+
+/// The store's data: everything the guest can observe besides its own memory.
+pub(super) struct Host {
+    /// argv, `argv[0]` included, without terminators.
+    pub(super) args: Vec<Vec<u8>>,
+    /// `KEY=VALUE` strings, without terminators.
+    pub(super) env: Vec<Vec<u8>>,
+    stdin: Vec<u8>,
+    stdin_read: usize,
+    pub(super) output: Output,
+    keystream: ChaCha20,
+    realtime_base_ns: u64,
+    pub(super) meter: Meter,
+    pub(super) limits: Limiter,
+}
+
+impl Host {
+    pub(super) fn new(
+        program: &Program<'_>,
+        output_bytes: u64,
+        meter: Meter,
+        limits: Limiter,
+    ) -> Self {
+        let argv0 = std::iter::once("program");
+        Self {
+            args: argv0
+                .chain(program.args.iter().map(String::as_str))
+                .map(|arg| arg.as_bytes().to_vec())
+                .collect(),
+            env: program
+                .env
+                .iter()
+                .map(|(key, value)| format!("{key}={value}").into_bytes())
+                .collect(),
+            stdin: program.stdin.to_vec(),
+            stdin_read: 0,
+            output: Output::new(output_bytes),
+            // RFC 8439 ChaCha20: 96-bit zero nonce, and the block counter starts at 0.
+            keystream: ChaCha20::new(&program.random_seed.into(), &[0; 12].into()),
+            // Saturating: an absurd `issued_at` gives a pinned clock, not a wrapped one.
+            realtime_base_ns: program.issued_at_secs.saturating_mul(1_000_000_000),
+            meter,
+            limits,
+        }
+    }
+
+    /// How many stdin bytes have not been read yet.
+    pub(super) fn stdin_unread(&self) -> usize {
+        self.stdin.len().saturating_sub(self.stdin_read)
+    }
+
+    /// Copies the next unread stdin bytes into `buf`; 0 means end of file.
+    pub(super) fn read_stdin(&mut self, buf: &mut [u8]) -> usize {
+        let unread = self.stdin.get(self.stdin_read..).unwrap_or_default();
+        let n = unread.len().min(buf.len());
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), unread.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        self.stdin_read = self.stdin_read.saturating_add(n);
+        n
+    }
+
+    /// Fills `buf` with the next bytes of the keystream.
+    pub(super) fn fill_random(&mut self, buf: &mut [u8]) -> Result<(), Stop> {
+        // 2^32 blocks (256 GiB) is the end of an RFC 8439 keystream; no run gets there, but it
+        // must not panic if one tried.
+        self.keystream
+            .try_write_keystream(buf)
+            .map_err(|_| Stop::Trap("random_get: the keystream is exhausted"))
+    }
+
+    /// The virtual clock `id` in nanoseconds, given the fuel consumed so far; `None` for the
+    /// clocks we do not offer (the CPU-time clocks).
+    pub(super) fn clock_ns(&self, id: u32, fuel_consumed: u64) -> Option<u64> {
+        match id {
+            REALTIME => Some(self.realtime_base_ns.saturating_add(fuel_consumed)),
+            MONOTONIC => Some(fuel_consumed),
+            _ => None,
+        }
+    }
+}
+
+/// Preview-1 clock ids.
+pub(super) const REALTIME: u32 = 0;
+pub(super) const MONOTONIC: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_keeps_what_fits_in_write_order() {
+        let mut output = Output::new(5);
+        assert_eq!(output.write(Stream::Stdout, b"abc"), Ok(()));
+        assert_eq!(output.write(Stream::Stderr, b"de"), Ok(()));
+        assert_eq!(output.write(Stream::Stdout, b""), Ok(()));
+        assert_eq!(output.write(Stream::Stdout, b"f"), Err(Stop::OutputLimit));
+        assert_eq!(
+            (&output.stdout[..], &output.stderr[..]),
+            (&b"abc"[..], &b"de"[..])
+        );
+
+        let mut output = Output::new(4);
+        assert_eq!(
+            output.write(Stream::Stderr, b"xyz!?"),
+            Err(Stop::OutputLimit)
+        );
+        assert_eq!(output.stderr, b"xyz!");
+    }
+}

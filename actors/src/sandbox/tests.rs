@@ -1,0 +1,837 @@
+//! Tests of the sandbox through `run`: one or more per status, the WASI surface, determinism.
+
+use chacha20::cipher::StreamCipher;
+use chacha20::{ChaCha20, KeyIvInit};
+
+use super::*;
+
+const LIMITS: Limits = Limits {
+    fuel: 50_000_000,
+    memory_bytes: 16 << 20,
+    output_bytes: 1 << 20,
+    timeout_ms: 60_000,
+};
+
+/// One test run: a WAT program and what it may observe, with defaults for everything else.
+struct Case {
+    wasm: Vec<u8>,
+    entry: &'static str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Vec<u8>,
+    seed: [u8; 32],
+    issued_at: u64,
+    limits: Limits,
+    config: SandboxConfig,
+}
+
+impl Case {
+    fn new(wat: &str) -> Self {
+        Self::bytes(wat::parse_str(wat).expect("test WAT is valid"))
+    }
+
+    fn bytes(wasm: Vec<u8>) -> Self {
+        Self {
+            wasm,
+            entry: "_start",
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: Vec::new(),
+            seed: [0; 32],
+            issued_at: 1_700_000_000,
+            limits: LIMITS,
+            config: SandboxConfig::default(),
+        }
+    }
+
+    fn entry(mut self, entry: &'static str) -> Self {
+        self.entry = entry;
+        self
+    }
+
+    fn limits(mut self, change: impl FnOnce(&mut Limits)) -> Self {
+        change(&mut self.limits);
+        self
+    }
+
+    fn config(mut self, change: impl FnOnce(&mut SandboxConfig)) -> Self {
+        change(&mut self.config);
+        self
+    }
+
+    fn run(&self) -> RunReport {
+        let program = Program {
+            wasm: &self.wasm,
+            entry: self.entry,
+            args: &self.args,
+            env: &self.env,
+            stdin: &self.stdin,
+            random_seed: self.seed,
+            issued_at_secs: self.issued_at,
+        };
+        run(&program, &self.limits, &self.config)
+    }
+}
+
+/// A report without its one nondeterministic field.
+fn deterministic_part(report: &RunReport) -> RunReport {
+    RunReport {
+        duration: Duration::ZERO,
+        ..report.clone()
+    }
+}
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+const SPIN: &str = r#"(module (func (export "_start") (loop $l (br $l))))"#;
+
+/// Counts to 100 000 in a loop, then prints "done".
+const WORK: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "done")
+  (func (export "_start") (local $i i32)
+    (loop $l
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 100000))))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+#[test]
+fn hello_world_is_ok() {
+    let report = Case::new(HELLO).run();
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+    assert_eq!(report.exit_code, Some(0));
+    assert_eq!(report.stdout, b"hello\n");
+    assert_eq!(report.stderr, b"");
+    assert_eq!(report.returns, None);
+    assert_eq!(report.error, None);
+    assert!(report.fuel_consumed > 0);
+}
+
+#[test]
+fn proc_exit_sets_the_exit_code() {
+    let exit = |code: u32| {
+        Case::new(&format!(
+            r#"(module
+              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (func (export "_start") (call $exit (i32.const {code})) unreachable))"#
+        ))
+        .run()
+    };
+    let report = exit(3);
+    assert_eq!(
+        (report.status, report.exit_code, report.error),
+        (Status::Exit, Some(3), None)
+    );
+    let report = exit(0);
+    assert_eq!((report.status, report.exit_code), (Status::Ok, Some(0)));
+}
+
+#[test]
+fn traps() {
+    let unreachable = Case::new(r#"(module (func (export "_start") unreachable))"#).run();
+    let out_of_bounds = Case::new(
+        r#"(module (memory 1) (func (export "_start") (drop (i32.load (i32.const 70000)))))"#,
+    )
+    .run();
+    let recursion =
+        Case::new(r#"(module (func $f (call $f)) (func (export "_start") (call $f)))"#).run();
+    for (report, reason) in [
+        (unreachable, "unreachable"),
+        (out_of_bounds, "out of bounds memory access"),
+        (recursion, "call stack exhausted"),
+    ] {
+        assert_eq!(report.status, Status::Trap, "{report:?}");
+        assert_eq!(report.exit_code, None);
+        assert!(
+            report.error.as_deref().is_some_and(|e| e.contains(reason)),
+            "{report:?}"
+        );
+    }
+}
+
+#[test]
+fn a_loop_runs_out_of_fuel() {
+    let report = Case::new(SPIN).limits(|l| l.fuel = 10_000).run();
+    assert_eq!(report.status, Status::OutOfFuel);
+    assert_eq!(report.exit_code, None);
+    assert!(
+        report.fuel_consumed <= 10_000 && report.fuel_consumed > 9_000,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_loop_times_out() {
+    let report = Case::new(SPIN)
+        .limits(|l| {
+            l.fuel = u64::MAX;
+            l.timeout_ms = 50;
+        })
+        .run();
+    assert_eq!(report.status, Status::Timeout);
+    assert_eq!(report.exit_code, None);
+}
+
+#[test]
+fn memory_over_the_limit_cannot_be_instantiated() {
+    let report = Case::new(r#"(module (memory 10) (func (export "_start")))"#)
+        .limits(|l| l.memory_bytes = 65_536)
+        .run();
+    assert_eq!(report.status, Status::MemoryLimit, "{report:?}");
+    assert_eq!(report.exit_code, None);
+}
+
+const GROW: &str = r#"(module (memory 1)
+  (func (export "grow") (result i32) (memory.grow (i32.const 2)))
+  (func (export "_start") (if (i32.lt_s (memory.grow (i32.const 2)) (i32.const 0)) (then unreachable))))"#;
+
+#[test]
+fn a_refused_grow_returns_minus_one() {
+    let report = Case::new(GROW)
+        .entry("grow")
+        .limits(|l| l.memory_bytes = 2 * 65_536)
+        .run();
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+    assert_eq!(report.returns, Some(vec![ReturnValue::I32(-1)]));
+    let report = Case::new(GROW)
+        .entry("grow")
+        .limits(|l| l.memory_bytes = 3 * 65_536)
+        .run();
+    assert_eq!(report.returns, Some(vec![ReturnValue::I32(1)]));
+    // The grow's own fuel (2 pages / 64) does not fit in a slice: it is retried after a refill,
+    // and must not be counted twice against the limit.
+    let report = Case::new(GROW)
+        .entry("grow")
+        .limits(|l| l.memory_bytes = 3 * 65_536)
+        .config(|c| c.fuel_slice = 100)
+        .run();
+    assert_eq!(report.returns, Some(vec![ReturnValue::I32(1)]));
+}
+
+#[test]
+fn a_refused_grow_then_a_trap_is_memory_limit() {
+    let report = Case::new(GROW)
+        .limits(|l| l.memory_bytes = 2 * 65_536)
+        .run();
+    assert_eq!(report.status, Status::MemoryLimit, "{report:?}");
+}
+
+#[test]
+fn output_is_cut_at_the_limit_in_write_order() {
+    let report = Case::new(HELLO).limits(|l| l.output_bytes = 4).run();
+    assert_eq!(report.status, Status::OutputLimit);
+    assert_eq!(report.stdout, b"hell");
+    assert_eq!(report.exit_code, None);
+
+    let report = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "\10\00\00\00\03\00\00\00\13\00\00\00\04\00\00\00")
+          (data (i32.const 16) "abcdefg")
+          (func (export "_start")
+            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 32)))
+            (drop (call $w (i32.const 2) (i32.const 8) (i32.const 1) (i32.const 32)))
+            unreachable))"#,
+    )
+    .limits(|l| l.output_bytes = 5)
+    .run();
+    assert_eq!(report.status, Status::OutputLimit, "{report:?}");
+    assert_eq!(
+        (&report.stdout[..], &report.stderr[..]),
+        (&b"abc"[..], &b"de"[..])
+    );
+}
+
+#[test]
+fn garbage_is_an_invalid_module() {
+    for wasm in [
+        b"not wasm at all".to_vec(),
+        b"\0asm\x01\0\0\0\x01\xff".to_vec(),
+        Vec::new(),
+    ] {
+        let report = Case::bytes(wasm).run();
+        assert_eq!(report.status, Status::InvalidModule, "{report:?}");
+        assert!(report.error.is_some());
+        assert_eq!(report.fuel_consumed, 0);
+    }
+}
+
+#[test]
+fn link_errors() {
+    let cases = [
+        (
+            r#"(module (import "env" "foo" (func)) (func (export "_start")))"#,
+            "_start",
+            "unknown import `env.foo`",
+        ),
+        (
+            r#"(module (import "wasi_snapshot_preview1" "nope" (func)) (func (export "_start")))"#,
+            "_start",
+            "unknown import `wasi_snapshot_preview1.nope`",
+        ),
+        (
+            r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32))) (func (export "_start")))"#,
+            "_start",
+            "wrong signature",
+        ),
+        (
+            r#"(module (import "wasi_snapshot_preview1" "memory" (memory 1)) (func (export "_start")))"#,
+            "_start",
+            "unknown import",
+        ),
+        (
+            r#"(module (func (export "_start")))"#,
+            "main",
+            "no export `main`",
+        ),
+        (
+            r#"(module (func (export "f") (param i32)))"#,
+            "f",
+            "entry `f` takes parameters",
+        ),
+        (
+            r#"(module (func (export "r") (result funcref) (ref.null func)))"#,
+            "r",
+            "non-numeric",
+        ),
+        (r#"(module (memory (export "m") 1))"#, "m", "not a function"),
+    ];
+    for (wat, entry, reason) in cases {
+        let report = Case::new(wat).entry(entry).run();
+        assert_eq!(report.status, Status::LinkError, "{wat}: {report:?}");
+        assert!(
+            report.error.as_deref().is_some_and(|e| e.contains(reason)),
+            "{report:?}"
+        );
+        assert_eq!(report.fuel_consumed, 0);
+    }
+}
+
+#[test]
+fn a_named_entry_returns_its_results() {
+    let report = Case::new(
+        r#"(module (func (export "main") (result i32 i64 f32 f64)
+          (i32.const -1) (i64.const -5000000000) (f32.const 1.5) (f64.const -0.25)))"#,
+    )
+    .entry("main")
+    .run();
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+    assert_eq!(
+        report.returns,
+        Some(vec![
+            ReturnValue::I32(-1),
+            ReturnValue::I64(-5_000_000_000),
+            ReturnValue::F32(1.5f32.to_bits()),
+            ReturnValue::F64((-0.25f64).to_bits()),
+        ])
+    );
+    let report = Case::new(r#"(module (func (export "nothing")))"#)
+        .entry("nothing")
+        .run();
+    assert_eq!(report.returns, Some(Vec::new()));
+}
+
+/// Writes the string table of `args` or `environ` to stdout and returns the count.
+fn table_program(kind: &str) -> String {
+    format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "{kind}_sizes_get" (func $sizes (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "{kind}_get" (func $get (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "main") (result i32 i32)
+            (drop (call $sizes (i32.const 0) (i32.const 4)))
+            (drop (call $get (i32.const 1024) (i32.const 2048)))
+            (i32.store (i32.const 8) (i32.const 2048))
+            (i32.store (i32.const 12) (i32.load (i32.const 4)))
+            (drop (call $w (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 16)))
+            (i32.load (i32.const 0))
+            (i32.sub (i32.load (i32.const 1028)) (i32.load (i32.const 1024)))))"#
+    )
+}
+
+#[test]
+fn args_and_env_are_visible() {
+    let mut case = Case::new(&table_program("args")).entry("main");
+    case.args = vec!["a".into(), "b c".into()];
+    let report = case.run();
+    assert_eq!(report.stdout, b"program\0a\0b c\0", "{report:?}");
+    assert_eq!(
+        report.returns,
+        Some(vec![ReturnValue::I32(3), ReturnValue::I32(8)])
+    );
+
+    let mut case = Case::new(&table_program("environ")).entry("main");
+    case.env = vec![("A".into(), "1".into()), ("B".into(), "two".into())];
+    let report = case.run();
+    assert_eq!(report.stdout, b"A=1\0B=two\0", "{report:?}");
+    assert_eq!(
+        report.returns,
+        Some(vec![ReturnValue::I32(2), ReturnValue::I32(4)])
+    );
+}
+
+#[test]
+fn stdin_reads_advance_to_end_of_file() {
+    let mut case = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (loop $l
+              (i32.store (i32.const 0) (i32.const 100))
+              (i32.store (i32.const 4) (i32.const 4))
+              (drop (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+              (if (i32.load (i32.const 8)) (then
+                (i32.store (i32.const 16) (i32.const 100))
+                (i32.store (i32.const 20) (i32.load (i32.const 8)))
+                (drop (call $w (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+                (br $l))))))"#,
+    );
+    case.stdin = b"stdin is ten+".to_vec();
+    let report = case.run();
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+    assert_eq!(report.stdout, b"stdin is ten+");
+}
+
+#[test]
+fn clocks_advance_with_work() {
+    let report = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "main") (result i64 i64 i64) (local $i i32)
+            (drop (call $now (i32.const 1) (i64.const 0) (i32.const 0)))
+            (loop $l
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+            (drop (call $now (i32.const 1) (i64.const 0) (i32.const 8)))
+            (drop (call $now (i32.const 0) (i64.const 0) (i32.const 16)))
+            (i64.load (i32.const 0)) (i64.load (i32.const 8)) (i64.load (i32.const 16))))"#,
+    )
+    .entry("main")
+    .run();
+    let Some(
+        [
+            ReturnValue::I64(before),
+            ReturnValue::I64(after),
+            ReturnValue::I64(realtime),
+        ],
+    ) = report.returns.as_deref()
+    else {
+        panic!("{report:?}");
+    };
+    assert!(*after >= before + 1000, "{before} → {after}");
+    let since_epoch = realtime - 1_700_000_000 * 1_000_000_000;
+    assert!(since_epoch >= *after && since_epoch as u64 <= report.fuel_consumed);
+}
+
+const RANDOM: &str = r#"(module
+  (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $random (i32.const 100) (i32.const 16)))
+    (drop (call $random (i32.const 116) (i32.const 48)))
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.const 64))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+#[test]
+fn random_get_is_the_rfc_8439_keystream() {
+    // RFC 8439 Appendix A.1, test vector #1: zero key, zero nonce, block counter 0.
+    let report = Case::new(RANDOM).run();
+    assert_eq!(
+        report.stdout[..16],
+        [
+            0x76, 0xb8, 0xe0, 0xad, 0xa0, 0xf1, 0x3d, 0x90, 0x40, 0x5d, 0x6a, 0xe5, 0x53, 0x86,
+            0xbd, 0x28
+        ]
+    );
+
+    let mut case = Case::new(RANDOM);
+    case.seed = std::array::from_fn(|i| i as u8 * 7 + 1);
+    let mut expected = [0u8; 64];
+    ChaCha20::new(&case.seed.into(), &[0; 12].into()).apply_keystream(&mut expected);
+    assert_eq!(case.run().stdout, expected);
+}
+
+/// Uses everything outside input the guest can see: the clocks, randomness, and output.
+const OBSERVER: &str = r#"(module
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (local $i i32) (local $round i32)
+    (loop $rounds
+      (loop $l
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.mul (local.get $round) (i32.const 997)))))
+      (drop (call $now (i32.const 1) (i64.const 0) (i32.const 100)))
+      (drop (call $now (i32.const 0) (i64.const 0) (i32.const 108)))
+      (drop (call $random (i32.const 116) (i32.const 12)))
+      (i32.store (i32.const 0) (i32.const 100))
+      (i32.store (i32.const 4) (i32.const 28))
+      (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (local.set $round (i32.add (local.get $round) (i32.const 1)))
+      (br_if $rounds (i32.lt_u (local.get $round) (i32.const 20))))))"#;
+
+#[test]
+fn runs_are_deterministic_whatever_the_slice_size() {
+    let run = |slice: u64| {
+        let report = Case::new(OBSERVER).config(|c| c.fuel_slice = slice).run();
+        assert_eq!(report.status, Status::Ok, "{report:?}");
+        deterministic_part(&report)
+    };
+    let reference = run(1_000_000);
+    assert_eq!(reference.stdout.len(), 20 * 28);
+    assert_eq!(run(1_000_000), reference);
+    assert_eq!(run(1_000), reference);
+    assert_eq!(run(1), reference);
+}
+
+#[test]
+fn fuel_consumed_does_not_depend_on_the_slice_size() {
+    for fuel in [LIMITS.fuel, 123_457] {
+        let run = |slice: u64| {
+            deterministic_part(
+                &Case::new(WORK)
+                    .limits(|l| l.fuel = fuel)
+                    .config(|c| c.fuel_slice = slice)
+                    .run(),
+            )
+        };
+        let reference = run(1_000_000);
+        assert_eq!(run(1_000), reference);
+        assert_eq!(run(7), reference);
+    }
+    let ok = Case::new(WORK).run();
+    assert_eq!((ok.status, &ok.stdout[..]), (Status::Ok, &b"done"[..]));
+    let starved = Case::new(WORK).limits(|l| l.fuel = 123_457).run();
+    assert_eq!(
+        (starved.status, &starved.stdout[..]),
+        (Status::OutOfFuel, &b""[..])
+    );
+}
+
+const START_SPINS: &str =
+    r#"(module (start $s) (func $s (loop $l (br $l))) (func (export "_start")))"#;
+
+#[test]
+fn the_start_function_is_capped() {
+    let report = Case::new(START_SPINS)
+        .config(|c| c.start_fuel = 10_000)
+        .run();
+    assert_eq!(report.status, Status::Trap, "{report:?}");
+    assert_eq!(
+        report.error.as_deref(),
+        Some("start function exceeded its fuel cap of 10000")
+    );
+    assert!(report.fuel_consumed <= 10_000);
+
+    let report = Case::new(START_SPINS)
+        .limits(|l| l.fuel = 5_000)
+        .config(|c| c.start_fuel = 10_000)
+        .run();
+    assert_eq!(report.status, Status::OutOfFuel, "{report:?}");
+}
+
+#[test]
+fn a_start_function_can_exit_and_write() {
+    let report = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "\10\00\00\00\02\00\00\00")
+          (data (i32.const 16) "hi")
+          (start $s)
+          (func $s (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8))) (call $exit (i32.const 7)))
+          (func (export "_start") unreachable))"#,
+    )
+    .run();
+    assert_eq!(
+        (report.status, report.exit_code, &report.stderr[..]),
+        (Status::Exit, Some(7), &b"hi"[..])
+    );
+}
+
+#[test]
+fn every_preview1_function_links_and_the_rest_are_enosys() {
+    let types = |types: &[ValType]| {
+        types
+            .iter()
+            .map(|ty| if *ty == ValType::I64 { " i64" } else { " i32" })
+            .collect::<String>()
+    };
+    let imports: String = wasi::PREVIEW1
+        .iter()
+        .map(|(name, params, results)| {
+            format!(
+                r#"(import "wasi_snapshot_preview1" "{name}" (func ${name} (param{}) (result{})))"#,
+                types(params),
+                types(results)
+            )
+        })
+        .collect();
+    let report = Case::new(&format!(
+        r#"(module {imports} (memory (export "memory") 1)
+          (func (export "main") (result i32 i32 i32)
+            (call $path_open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+              (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 0))
+            (call $sock_shutdown (i32.const 3) (i32.const 0))
+            (call $sched_yield)))"#
+    ))
+    .entry("main")
+    .run();
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+    assert_eq!(
+        report.returns,
+        Some(vec![
+            ReturnValue::I32(52),
+            ReturnValue::I32(52),
+            ReturnValue::I32(0)
+        ])
+    );
+}
+
+#[test]
+fn fd_and_poll_errnos() {
+    let report = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $fdstat (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_seek" (func $seek (param i32 i64 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
+          (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "clock_res_get" (func $res (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "\00\00\01\00\05\00\00\00")
+          (func (export "main") (result i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)
+            (call $write (i32.const 5) (i32.const 0) (i32.const 1) (i32.const 8))
+            (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))
+            (call $read (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))
+            (call $write (i32.const 1) (i32.const 0) (i32.const 1025) (i32.const 8))
+            (call $prestat (i32.const 3) (i32.const 16))
+            (call $fdstat (i32.const 1) (i32.const 16))
+            (i32.load8_u (i32.const 16))
+            (call $fdstat (i32.const 3) (i32.const 16))
+            (call $seek (i32.const 1) (i64.const 0) (i32.const 0) (i32.const 16))
+            (call $close (i32.const 2))
+            (call $close (i32.const 9))
+            (call $now (i32.const 2) (i64.const 0) (i32.const 16))
+            (call $res (i32.const 1) (i32.const 65535))
+            ;; one clock subscription (userdata 42) and one for fd 0 (userdata 43)
+            (i64.store (i32.const 200) (i64.const 42))
+            (i64.store (i32.const 248) (i64.const 43))
+            (i32.store8 (i32.const 256) (i32.const 1))
+            (call $poll (i32.const 200) (i32.const 400) (i32.const 2) (i32.const 500))
+            (i32.add (i32.load (i32.const 500)) (i32.mul (i32.const 10) (i32.wrap_i64 (i64.load (i32.const 400)))))
+            (i32.add (i32.load16_u (i32.const 408)) (i32.mul (i32.const 1000) (i32.load16_u (i32.const 440))))))"#,
+    )
+    .entry("main")
+    .run();
+    let errnos: Vec<i32> = report
+        .returns
+        .unwrap_or_default()
+        .into_iter()
+        .map(|value| match value {
+            ReturnValue::I32(value) => value,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    #[rustfmt::skip]
+    let expected = vec![
+        8,       // fd_write to fd 5: EBADF
+        21,      // fd_write from an iovec past the end of memory: EFAULT
+        8,       // fd_read from fd 1: EBADF
+        28,      // more than IOV_MAX iovecs: EINVAL
+        8,       // fd_prestat_get: EBADF, no preopens
+        0, 2,    // fd_fdstat_get(1): a character device
+        8,       // fd_fdstat_get(3): EBADF
+        70,      // fd_seek(1): ESPIPE
+        0, 8,    // fd_close(2) succeeds, fd_close(9) is EBADF
+        28,      // the CPU-time clocks: EINVAL
+        21,      // clock_res_get writing past the end of memory: EFAULT
+        0, 422,  // poll_oneoff: two events, the first for userdata 42
+        52_000,  // the clock event has no error, the fd 0 event ENOSYS
+    ];
+    assert_eq!(errnos, expected);
+    assert_eq!(report.stdout, b"");
+}
+
+#[test]
+fn odd_inputs_do_not_panic() {
+    let hello = wat::parse_str(HELLO).expect("valid");
+    for index in 0..hello.len() {
+        for byte in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+            let mut wasm = hello.clone();
+            wasm[index] = byte;
+            let report = Case::bytes(wasm)
+                .limits(|l| {
+                    l.fuel = 100_000;
+                    l.output_bytes = 64;
+                })
+                .run();
+            assert!(report.stdout.len() + report.stderr.len() <= 64);
+        }
+    }
+    for config in [
+        SandboxConfig {
+            max_stack_height: 0,
+            max_recursion_depth: 0,
+            fuel_slice: 0,
+            start_fuel: 0,
+            max_table_elements: 0,
+        },
+        SandboxConfig {
+            max_stack_height: usize::MAX,
+            max_recursion_depth: usize::MAX,
+            fuel_slice: u64::MAX,
+            start_fuel: u64::MAX,
+            max_table_elements: u32::MAX,
+        },
+    ] {
+        for limits in [
+            Limits {
+                fuel: 0,
+                memory_bytes: 0,
+                output_bytes: 0,
+                timeout_ms: 0,
+            },
+            Limits {
+                fuel: u64::MAX,
+                memory_bytes: u64::MAX,
+                output_bytes: u64::MAX,
+                timeout_ms: u64::MAX,
+            },
+        ] {
+            let report = Case::new(HELLO)
+                .config(|c| *c = config)
+                .limits(|l| *l = limits)
+                .run();
+            assert_ne!(report.status, Status::BadPayload);
+        }
+    }
+}
+
+#[test]
+fn zero_limits_end_the_run_early() {
+    let report = Case::new(HELLO).limits(|l| l.timeout_ms = 0).run();
+    assert_eq!(report.status, Status::Timeout);
+    let report = Case::new(HELLO).limits(|l| l.fuel = 0).run();
+    assert_eq!(
+        (report.status, report.fuel_consumed),
+        (Status::OutOfFuel, 0)
+    );
+    let report = Case::new(HELLO).limits(|l| l.memory_bytes = 0).run();
+    assert_eq!(report.status, Status::MemoryLimit);
+    let report = Case::new(HELLO).limits(|l| l.output_bytes = 0).run();
+    assert_eq!(
+        (report.status, &report.stdout[..]),
+        (Status::OutputLimit, &b""[..])
+    );
+}
+
+#[test]
+fn a_table_over_the_cap_is_an_invalid_module() {
+    let report = Case::new(r#"(module (table 11 funcref) (func (export "_start")))"#)
+        .config(|c| c.max_table_elements = 10)
+        .run();
+    assert_eq!(report.status, Status::InvalidModule, "{report:?}");
+}
+
+#[test]
+fn guest_chosen_names_are_quoted_short() {
+    let long = "x".repeat(1000);
+    let quoted = quoted(&format!("{long}\n"));
+    assert!(
+        quoted.chars().count() < 70 && quoted.ends_with("…`"),
+        "{quoted}"
+    );
+    assert_eq!(super::quoted("a\nb"), "`a\\nb`");
+}
+
+/// Spins on `call` forever, with 8 MiB of memory.
+fn call_loop(call: &str) -> String {
+    format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+          (memory (export "memory") 128)
+          (func (export "_start") (loop $l {call} (br $l))))"#
+    )
+}
+
+const RANDOM_64K: &str = "(drop (call $random (i32.const 0) (i32.const 65536)))";
+
+#[test]
+fn host_work_is_paid_in_fuel_and_cannot_outrun_the_deadline() {
+    let report = Case::new(&call_loop(RANDOM_64K))
+        .limits(|l| {
+            l.fuel = u64::MAX;
+            l.timeout_ms = 50;
+        })
+        .run();
+    assert_eq!(report.status, Status::Timeout);
+    let report = Case::new(&call_loop(RANDOM_64K))
+        .limits(|l| l.fuel = 100_000)
+        .run();
+    assert_eq!(report.status, Status::OutOfFuel);
+    // 24 calls of 4 096 fuel each, and a little for the loop.
+    assert!(report.fuel_consumed / 4_096 == 24, "{report:?}");
+}
+
+#[test]
+fn host_calls_in_the_start_function_respect_its_cap() {
+    let report = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (start $s)
+          (func $s (drop (call $random (i32.const 0) (i32.const 65536))))
+          (func (export "_start")))"#,
+    )
+    .config(|c| c.start_fuel = 1_000)
+    .run();
+    assert_eq!(report.status, Status::Trap, "{report:?}");
+    assert!(report.fuel_consumed < 1_000);
+}
+
+/// Prints how long one default fuel slice takes for a few kinds of code; `fuel_slice` is sized
+/// from it. Run with `cargo test --release -- --ignored --nocapture measure`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_slice_duration() {
+    let slices = 20;
+    let config = SandboxConfig::default();
+    for (name, call) in [
+        ("tight loop", ""),
+        (
+            "clock_time_get",
+            "(drop (call $now (i32.const 1) (i64.const 0) (i32.const 0)))",
+        ),
+        ("random_get 64 KiB", RANDOM_64K),
+    ] {
+        let report = Case::new(&call_loop(call))
+            .limits(|l| l.fuel = slices * config.fuel_slice)
+            .run();
+        assert_eq!(report.status, Status::OutOfFuel);
+        println!("{name}: {:?} per slice", report.duration / slices as u32);
+    }
+}

@@ -1,0 +1,468 @@
+//! WASI preview 1 (`wasi_snapshot_preview1`) as this sandbox offers it: the ABI side of the host
+//! functions (decoding guest pointers, errno values) and the linker that defines them.
+//!
+//! This is a small host surface written for the sandbox instead of `wasmi_wasi`: that crate sits
+//! on `wasi-common`, which hands the guest a real filesystem, the host's clocks and OS entropy.
+//! We need none of them and must not leak them; what we need instead is deterministic: virtual
+//! clocks driven by fuel and a ChaCha20 keystream from the session's `random_seed` (PROTOCOL.md
+//! §8). Everything here is in-memory:
+//!
+//! - argv (`argv[0]` is `"program"`), environ (`KEY=VALUE`), stdin (fd 0; reads advance, and 0
+//!   bytes means end of file), stdout and stderr (fds 1 and 2, capped together).
+//! - `clock_time_get`: realtime = `issued_at` × 10⁹ + fuel consumed, monotonic = fuel consumed,
+//!   in ns; `clock_res_get` = 1; other clocks `EINVAL`.
+//! - `random_get`: the next bytes of the keystream, continuous across calls.
+//! - `fd_fdstat_get`: fds 0–2 are character devices (stdin readable, stdout and stderr
+//!   writable); `fd_close` on fds 0–2 succeeds and changes nothing, so programs that close
+//!   their standard streams on the way out still finish; `fd_seek` on them is `ESPIPE`;
+//!   `fd_prestat_get` is `EBADF` (no preopened directories). Other fds are `EBADF`.
+//! - `poll_oneoff` never sleeps: every clock subscription fires at once (virtual time does not
+//!   move while "sleeping"), and fd subscriptions get an event with `ENOSYS` for fds 0–2 (the
+//!   streams cannot be polled) or `EBADF` for any other fd.
+//! - Every other preview-1 function exists with its real signature and returns `ENOSYS`, so
+//!   programs that merely import them (most wasi-libc programs import `path_open` and friends)
+//!   still link.
+//!
+//! Host work is paid in fuel like Wasm work: a call takes 1 fuel per 16 bytes of guest memory
+//! it reads or writes (rounded up) before it acts. Without that, a loop of cheap calls that
+//! each fill megabytes (`random_get`) does seconds of work per fuel slice and runs far past the
+//! deadline; with it a slice of host calls takes about as long as a slice of Wasm code.
+
+use wasmi::{Caller, Engine, Error, Extern, FuncType, Linker, Val, ValType};
+
+use super::fuel;
+use super::guest::{Guest, OutOfBounds, element, field};
+use super::host::{Host, MONOTONIC, REALTIME, Stop, Stream};
+
+/// The import module name of WASI preview 1.
+pub(super) const MODULE: &str = "wasi_snapshot_preview1";
+
+// Preview-1 errno values.
+const SUCCESS: u16 = 0;
+const EBADF: u16 = 8;
+const EFAULT: u16 = 21;
+const EINVAL: u16 = 28;
+const ENOSYS: u16 = 52;
+const ESPIPE: u16 = 70;
+
+/// Guest memory bytes a host function may read or write per unit of fuel.
+const BYTES_PER_FUEL: u64 = 16;
+
+/// wasi-libc's `IOV_MAX`: more iovecs than this in one call is `EINVAL`, which also bounds the
+/// host work one call can ask for.
+const IOV_MAX: u32 = 1024;
+
+const FILETYPE_CHARACTER_DEVICE: u8 = 2;
+const RIGHTS_FD_READ: u64 = 1 << 1;
+const RIGHTS_FD_WRITE: u64 = 1 << 6;
+const RIGHTS_POLL_FD_READWRITE: u64 = 1 << 27;
+
+const EVENTTYPE_CLOCK: u8 = 0;
+const EVENTTYPE_FD_READ: u8 = 1;
+const EVENTTYPE_FD_WRITE: u8 = 2;
+const SUBSCRIPTION_SIZE: u32 = 48;
+const EVENT_SIZE: u32 = 32;
+
+const I32: ValType = ValType::I32;
+const I64: ValType = ValType::I64;
+
+/// Every preview-1 function with its core-wasm signature (witx `wasi_snapshot_preview1`, as
+/// wasi-libc imports it): name, parameters, results.
+#[rustfmt::skip]
+pub(super) const PREVIEW1: &[(&str, &[ValType], &[ValType])] = &[
+    ("args_get", &[I32, I32], &[I32]),
+    ("args_sizes_get", &[I32, I32], &[I32]),
+    ("environ_get", &[I32, I32], &[I32]),
+    ("environ_sizes_get", &[I32, I32], &[I32]),
+    ("clock_res_get", &[I32, I32], &[I32]),
+    ("clock_time_get", &[I32, I64, I32], &[I32]),
+    ("fd_advise", &[I32, I64, I64, I32], &[I32]),
+    ("fd_allocate", &[I32, I64, I64], &[I32]),
+    ("fd_close", &[I32], &[I32]),
+    ("fd_datasync", &[I32], &[I32]),
+    ("fd_fdstat_get", &[I32, I32], &[I32]),
+    ("fd_fdstat_set_flags", &[I32, I32], &[I32]),
+    ("fd_fdstat_set_rights", &[I32, I64, I64], &[I32]),
+    ("fd_filestat_get", &[I32, I32], &[I32]),
+    ("fd_filestat_set_size", &[I32, I64], &[I32]),
+    ("fd_filestat_set_times", &[I32, I64, I64, I32], &[I32]),
+    ("fd_pread", &[I32, I32, I32, I64, I32], &[I32]),
+    ("fd_prestat_get", &[I32, I32], &[I32]),
+    ("fd_prestat_dir_name", &[I32, I32, I32], &[I32]),
+    ("fd_pwrite", &[I32, I32, I32, I64, I32], &[I32]),
+    ("fd_read", &[I32, I32, I32, I32], &[I32]),
+    ("fd_readdir", &[I32, I32, I32, I64, I32], &[I32]),
+    ("fd_renumber", &[I32, I32], &[I32]),
+    ("fd_seek", &[I32, I64, I32, I32], &[I32]),
+    ("fd_sync", &[I32], &[I32]),
+    ("fd_tell", &[I32, I32], &[I32]),
+    ("fd_write", &[I32, I32, I32, I32], &[I32]),
+    ("path_create_directory", &[I32, I32, I32], &[I32]),
+    ("path_filestat_get", &[I32, I32, I32, I32, I32], &[I32]),
+    ("path_filestat_set_times", &[I32, I32, I32, I32, I64, I64, I32], &[I32]),
+    ("path_link", &[I32, I32, I32, I32, I32, I32, I32], &[I32]),
+    ("path_open", &[I32, I32, I32, I32, I32, I64, I64, I32, I32], &[I32]),
+    ("path_readlink", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    ("path_remove_directory", &[I32, I32, I32], &[I32]),
+    ("path_rename", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    ("path_symlink", &[I32, I32, I32, I32, I32], &[I32]),
+    ("path_unlink_file", &[I32, I32, I32], &[I32]),
+    ("poll_oneoff", &[I32, I32, I32, I32], &[I32]),
+    ("proc_exit", &[I32], &[]),
+    ("proc_raise", &[I32], &[I32]),
+    ("sched_yield", &[], &[I32]),
+    ("random_get", &[I32, I32], &[I32]),
+    ("sock_accept", &[I32, I32, I32], &[I32]),
+    ("sock_recv", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    ("sock_send", &[I32, I32, I32, I32, I32], &[I32]),
+    ("sock_shutdown", &[I32, I32], &[I32]),
+];
+
+/// The parameters and results of preview-1 function `name`, if there is one.
+pub(super) fn signature(name: &str) -> Option<(&'static [ValType], &'static [ValType])> {
+    PREVIEW1
+        .iter()
+        .find(|(known, _, _)| *known == name)
+        .map(|&(_, params, results)| (params, results))
+}
+
+/// A linker defining all of preview 1: every function starts as an `ENOSYS` stub and the ones
+/// the sandbox implements shadow their stub.
+pub(super) fn linker(engine: &Engine) -> Result<Linker<Host>, Error> {
+    let mut linker = Linker::new(engine);
+    linker.allow_shadowing(true);
+    for &(name, params, results) in PREVIEW1 {
+        let ty = FuncType::new(params.iter().copied(), results.iter().copied());
+        linker.func_new(MODULE, name, ty, |_, _, results| {
+            if let Some(errno) = results.first_mut() {
+                *errno = Val::I32(ENOSYS.into());
+            }
+            Ok(())
+        })?;
+    }
+    linker
+        .func_wrap(
+            MODULE,
+            "args_sizes_get",
+            |mut c: Ctx<'_>, count: u32, size: u32| {
+                errno(sizes_get(&mut c, Table::Args, count, size))
+            },
+        )?
+        .func_wrap(MODULE, "args_get", |mut c: Ctx<'_>, ptrs: u32, buf: u32| {
+            errno(table_get(&mut c, Table::Args, ptrs, buf))
+        })?
+        .func_wrap(
+            MODULE,
+            "environ_sizes_get",
+            |mut c: Ctx<'_>, count: u32, size: u32| {
+                errno(sizes_get(&mut c, Table::Env, count, size))
+            },
+        )?
+        .func_wrap(
+            MODULE,
+            "environ_get",
+            |mut c: Ctx<'_>, ptrs: u32, buf: u32| errno(table_get(&mut c, Table::Env, ptrs, buf)),
+        )?
+        .func_wrap(
+            MODULE,
+            "fd_write",
+            |mut c: Ctx<'_>, fd: u32, iovs: u32, len: u32, out: u32| {
+                errno(fd_write(&mut c, fd, iovs, len, out))
+            },
+        )?
+        .func_wrap(
+            MODULE,
+            "fd_read",
+            |mut c: Ctx<'_>, fd: u32, iovs: u32, len: u32, out: u32| {
+                errno(fd_read(&mut c, fd, iovs, len, out))
+            },
+        )?
+        .func_wrap(
+            MODULE,
+            "fd_fdstat_get",
+            |mut c: Ctx<'_>, fd: u32, out: u32| errno(fd_fdstat_get(&mut c, fd, out)),
+        )?
+        .func_wrap(
+            MODULE,
+            "fd_prestat_get",
+            |_: Ctx<'_>, _fd: u32, _out: u32| errno(Err(Fail::Errno(EBADF))),
+        )?
+        .func_wrap(MODULE, "fd_close", |_: Ctx<'_>, fd: u32| errno(std_fd(fd)))?
+        .func_wrap(
+            MODULE,
+            "fd_seek",
+            |_: Ctx<'_>, fd: u32, _: u64, _: u32, _: u32| {
+                errno(std_fd(fd).and(Err(Fail::Errno(ESPIPE))))
+            },
+        )?
+        .func_wrap(
+            MODULE,
+            "clock_res_get",
+            |mut c: Ctx<'_>, id: u32, out: u32| errno(clock_res_get(&mut c, id, out)),
+        )?
+        .func_wrap(
+            MODULE,
+            "clock_time_get",
+            |mut c: Ctx<'_>, id: u32, _: u64, out: u32| errno(clock_time_get(&mut c, id, out)),
+        )?
+        .func_wrap(
+            MODULE,
+            "random_get",
+            |mut c: Ctx<'_>, buf: u32, len: u32| errno(random_get(&mut c, buf, len)),
+        )?
+        .func_wrap(
+            MODULE,
+            "poll_oneoff",
+            |mut c: Ctx<'_>, subs: u32, events: u32, n: u32, out: u32| {
+                errno(poll_oneoff(&mut c, subs, events, n, out))
+            },
+        )?
+        .func_wrap(MODULE, "sched_yield", |_: Ctx<'_>| errno(Ok(())))?
+        .func_wrap(
+            MODULE,
+            "proc_exit",
+            |_: Ctx<'_>, code: u32| -> Result<(), Error> { Err(Error::host(Stop::Exit(code))) },
+        )?;
+    Ok(linker)
+}
+
+type Ctx<'a> = Caller<'a, Host>;
+
+/// How a WASI function fails: an errno for the guest, or a stop for the whole program.
+enum Fail {
+    Errno(u16),
+    Stop(Stop),
+}
+
+impl From<OutOfBounds> for Fail {
+    fn from(_: OutOfBounds) -> Self {
+        Self::Errno(EFAULT)
+    }
+}
+
+impl From<Stop> for Fail {
+    fn from(stop: Stop) -> Self {
+        Self::Stop(stop)
+    }
+}
+
+/// Turns a function's outcome into its errno result, or into the host error that stops the run.
+fn errno(outcome: Result<(), Fail>) -> Result<u32, Error> {
+    match outcome {
+        Ok(()) => Ok(SUCCESS.into()),
+        Err(Fail::Errno(errno)) => Ok(errno.into()),
+        Err(Fail::Stop(stop)) => Err(Error::host(stop)),
+    }
+}
+
+/// The guest's exported `memory` and the host state, borrowed together.
+fn borrow_memory<'a>(caller: &'a mut Ctx<'_>) -> Result<(Guest<'a>, &'a mut Host), Fail> {
+    let memory = caller
+        .get_export("memory")
+        .and_then(Extern::into_memory)
+        .ok_or(Stop::Trap("WASI functions need an exported `memory`"))?;
+    let (bytes, host) = memory.data_and_store_mut(caller);
+    Ok((Guest::new(bytes), host))
+}
+
+/// Pays for a call that reads or writes `bytes` of guest memory.
+fn charge(caller: &mut Ctx<'_>, bytes: u64) -> Result<(), Fail> {
+    fuel::take(caller, bytes.div_ceil(BYTES_PER_FUEL))?;
+    Ok(())
+}
+
+/// `count × size` bytes, for charging.
+fn bytes(count: u32, size: u64) -> u64 {
+    u64::from(count).saturating_mul(size)
+}
+
+/// `Ok` for the standard fds 0–2, `EBADF` for any other.
+fn std_fd(fd: u32) -> Result<(), Fail> {
+    if fd <= 2 {
+        Ok(())
+    } else {
+        Err(Fail::Errno(EBADF))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Table {
+    Args,
+    Env,
+}
+
+impl Table {
+    fn of(self, host: &Host) -> &[Vec<u8>] {
+        match self {
+            Self::Args => &host.args,
+            Self::Env => &host.env,
+        }
+    }
+}
+
+fn sizes_get(c: &mut Ctx<'_>, table: Table, count_ptr: u32, size_ptr: u32) -> Result<(), Fail> {
+    charge(c, 8)?;
+    let (mut memory, host) = borrow_memory(c)?;
+    let items = table.of(host);
+    let size = items.iter().try_fold(0u32, |size, item| {
+        let len = u32::try_from(item.len()).ok()?;
+        size.checked_add(len)?.checked_add(1)
+    });
+    let (Ok(count), Some(size)) = (u32::try_from(items.len()), size) else {
+        return Err(Fail::Errno(EINVAL));
+    };
+    memory.write_u32(count_ptr, count)?;
+    memory.write_u32(size_ptr, size)?;
+    Ok(())
+}
+
+/// Writes the table's strings NUL-terminated from `buf` on, and a pointer to each at `ptrs`.
+fn table_get(c: &mut Ctx<'_>, table: Table, ptrs: u32, buf: u32) -> Result<(), Fail> {
+    // Each string costs its bytes, its NUL and its 4-byte pointer.
+    let cost = table.of(c.data()).iter().fold(0u64, |cost, item| {
+        let item = u64::try_from(item.len()).unwrap_or(u64::MAX);
+        cost.saturating_add(item).saturating_add(5)
+    });
+    charge(c, cost)?;
+    let (mut memory, host) = borrow_memory(c)?;
+    let mut at = buf;
+    for (index, item) in (0u32..).zip(table.of(host)) {
+        memory.write_u32(element(ptrs, index, 4)?, at)?;
+        memory.write(at, item)?;
+        let len = u32::try_from(item.len()).map_err(|_| OutOfBounds)?;
+        let nul = field(at, len)?;
+        memory.write(nul, &[0])?;
+        at = field(nul, 1)?;
+    }
+    Ok(())
+}
+
+/// Reads and checks an iovec array: each buffer must lie in memory and the total fit in a u32.
+fn iovecs(memory: &Guest<'_>, iovs: u32, len: u32) -> Result<(Vec<(u32, u32)>, u32), Fail> {
+    if len > IOV_MAX {
+        return Err(Fail::Errno(EINVAL));
+    }
+    let mut buffers = Vec::new();
+    let mut total = 0u32;
+    for index in 0..len {
+        let iov = element(iovs, index, 8)?;
+        let (ptr, len) = (memory.read_u32(iov)?, memory.read_u32(field(iov, 4)?)?);
+        memory.bytes(ptr, len)?;
+        total = total.checked_add(len).ok_or(Fail::Errno(EINVAL))?;
+        buffers.push((ptr, len));
+    }
+    Ok((buffers, total))
+}
+
+fn fd_write(c: &mut Ctx<'_>, fd: u32, iovs: u32, len: u32, written: u32) -> Result<(), Fail> {
+    let stream = match fd {
+        1 => Stream::Stdout,
+        2 => Stream::Stderr,
+        _ => return Err(Fail::Errno(EBADF)),
+    };
+    let (buffers, total) = iovecs(&borrow_memory(c)?.0, iovs, len)?;
+    charge(c, bytes(len, 8).saturating_add(total.into()))?;
+    let (mut memory, host) = borrow_memory(c)?;
+    for (ptr, len) in buffers {
+        host.output.write(stream, memory.bytes(ptr, len)?)?;
+    }
+    memory.write_u32(written, total)?;
+    Ok(())
+}
+
+fn fd_read(c: &mut Ctx<'_>, fd: u32, iovs: u32, len: u32, read: u32) -> Result<(), Fail> {
+    if fd != 0 {
+        return Err(Fail::Errno(EBADF));
+    }
+    let (buffers, capacity) = iovecs(&borrow_memory(c)?.0, iovs, len)?;
+    let unread = u64::try_from(c.data().stdin_unread()).unwrap_or(u64::MAX);
+    charge(c, bytes(len, 8).saturating_add(unread.min(capacity.into())))?;
+    let (mut memory, host) = borrow_memory(c)?;
+    let mut total = 0u32;
+    for (ptr, len) in buffers {
+        let n = host.read_stdin(memory.bytes_mut(ptr, len)?);
+        // `n` ≤ `len` and the lengths' sum fits in a u32 (checked by `iovecs`).
+        total = total.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        if n < usize::try_from(len).unwrap_or(usize::MAX) {
+            break;
+        }
+    }
+    memory.write_u32(read, total)?;
+    Ok(())
+}
+
+fn fd_fdstat_get(c: &mut Ctx<'_>, fd: u32, out: u32) -> Result<(), Fail> {
+    let rights = match fd {
+        0 => RIGHTS_FD_READ | RIGHTS_POLL_FD_READWRITE,
+        1 | 2 => RIGHTS_FD_WRITE | RIGHTS_POLL_FD_READWRITE,
+        _ => return Err(Fail::Errno(EBADF)),
+    };
+    // fdstat: filetype u8 @0, flags u16 @2, rights_base u64 @8, rights_inheriting u64 @16.
+    let mut fdstat = [0u8; 24];
+    fdstat[0] = FILETYPE_CHARACTER_DEVICE;
+    fdstat[8..16].copy_from_slice(&rights.to_le_bytes());
+    charge(c, 24)?;
+    let (mut memory, _) = borrow_memory(c)?;
+    memory.write(out, &fdstat)?;
+    Ok(())
+}
+
+fn clock_res_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
+    if id != REALTIME && id != MONOTONIC {
+        return Err(Fail::Errno(EINVAL));
+    }
+    charge(c, 8)?;
+    let (mut memory, _) = borrow_memory(c)?;
+    memory.write_u64(out, 1)?;
+    Ok(())
+}
+
+fn clock_time_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
+    charge(c, 8)?;
+    let consumed = fuel::consumed(&*c);
+    let (mut memory, host) = borrow_memory(c)?;
+    let now = host.clock_ns(id, consumed).ok_or(Fail::Errno(EINVAL))?;
+    memory.write_u64(out, now)?;
+    Ok(())
+}
+
+fn random_get(c: &mut Ctx<'_>, buf: u32, len: u32) -> Result<(), Fail> {
+    charge(c, len.into())?;
+    let (mut memory, host) = borrow_memory(c)?;
+    host.fill_random(memory.bytes_mut(buf, len)?)?;
+    Ok(())
+}
+
+/// Answers every subscription at once: no sleeping, see the module docs.
+fn poll_oneoff(c: &mut Ctx<'_>, subs: u32, events: u32, n: u32, count: u32) -> Result<(), Fail> {
+    if n == 0 {
+        return Err(Fail::Errno(EINVAL));
+    }
+    charge(
+        c,
+        bytes(n, SUBSCRIPTION_SIZE.saturating_add(EVENT_SIZE).into()),
+    )?;
+    let (mut memory, _) = borrow_memory(c)?;
+    for index in 0..n {
+        // subscription: userdata u64 @0, tag u8 @8, clock id or fd u32 @16.
+        let sub = element(subs, index, SUBSCRIPTION_SIZE)?;
+        let userdata = memory.read_u64(sub)?;
+        let tag = memory.read_u8(field(sub, 8)?)?;
+        let id_or_fd = memory.read_u32(field(sub, 16)?)?;
+        let error = match tag {
+            EVENTTYPE_CLOCK if id_or_fd == REALTIME || id_or_fd == MONOTONIC => SUCCESS,
+            EVENTTYPE_CLOCK => EINVAL,
+            EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE if id_or_fd <= 2 => ENOSYS,
+            EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE => EBADF,
+            _ => return Err(Fail::Errno(EINVAL)),
+        };
+        // event: userdata u64 @0, error u16 @8, type u8 @10, fd_readwrite (zero) @16.
+        let mut event = [0u8; EVENT_SIZE as usize];
+        event[..8].copy_from_slice(&userdata.to_le_bytes());
+        event[8..10].copy_from_slice(&error.to_le_bytes());
+        event[10] = tag;
+        memory.write(element(events, index, EVENT_SIZE)?, &event)?;
+    }
+    memory.write_u32(count, n)?;
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! One session's execution from sealed request to sealed result: open, decode, apply limits,
+//! run the sandbox, build the output map and seal it. Synchronous and CPU-bound: it runs on a
+//! wasm worker thread, never on an HTTP or supervisor thread.
+
+use std::time::Duration;
+
+use wasm_hypervisor_protocol::commitment::{self, Digest};
+use wasm_hypervisor_protocol::payload::{
+    Limits, OutputMap, RequestPayload, RequestedLimits, ResultPayload, Status,
+};
+use wasm_hypervisor_protocol::sealing::{RESPONSE_NONCE_LEN, ResponseKey, SessionKeyPair};
+use zeroize::Zeroizing;
+
+use crate::sandbox::{self, Program, SandboxConfig};
+
+/// The server's default and maximum for each limit a request may set (§4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsPolicy {
+    pub default: Limits,
+    pub max: Limits,
+}
+
+impl Default for LimitsPolicy {
+    fn default() -> Self {
+        Self {
+            default: Limits {
+                fuel: 1_000_000_000,
+                memory_bytes: 64 << 20,
+                output_bytes: 1 << 20,
+                timeout_ms: 10_000,
+            },
+            max: Limits {
+                fuel: 10_000_000_000,
+                memory_bytes: 256 << 20,
+                output_bytes: 16 << 20,
+                timeout_ms: 60_000,
+            },
+        }
+    }
+}
+
+impl LimitsPolicy {
+    /// A request may lower a limit but never raise it past the maximum.
+    pub fn apply(&self, requested: &RequestedLimits) -> Limits {
+        let pick =
+            |asked: Option<u64>, default: u64, max: u64| asked.map_or(default, |v| v.min(max));
+        Limits {
+            fuel: pick(requested.fuel, self.default.fuel, self.max.fuel),
+            memory_bytes: pick(
+                requested.memory_bytes,
+                self.default.memory_bytes,
+                self.max.memory_bytes,
+            ),
+            output_bytes: pick(
+                requested.output_bytes,
+                self.default.output_bytes,
+                self.max.output_bytes,
+            ),
+            timeout_ms: pick(
+                requested.timeout_ms,
+                self.default.timeout_ms,
+                self.max.timeout_ms,
+            ),
+        }
+    }
+}
+
+/// Everything a worker needs to run one consumed session. Dropping it zeroizes the session's
+/// private key and server seed.
+pub struct Job {
+    pub keys: SessionKeyPair,
+    pub announcement_hash: Digest,
+    pub issued_at: u64,
+    pub server_seed: Zeroizing<[u8; 32]>,
+    pub enc_request: Vec<u8>,
+    pub request_commitment: Digest,
+}
+
+/// What the daemon may publish about a sealed result: commitments and, for its own log and
+/// metrics, the status.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub enc_response: Vec<u8>,
+    pub result_commitment: Digest,
+    pub input_commitment: Digest,
+    pub output_commitment: Digest,
+    pub status: Status,
+    pub fuel_consumed: u64,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Finished {
+    Sealed(Box<Sealed>),
+    UnsealFailed,
+    /// The reason is for the daemon's log only, never for the client.
+    Internal(&'static str),
+}
+
+/// Opens, runs and seals one session.
+pub fn run(job: Job, policy: &LimitsPolicy, sandbox_config: &SandboxConfig) -> Finished {
+    let Job {
+        keys,
+        announcement_hash,
+        issued_at,
+        server_seed,
+        enc_request,
+        request_commitment,
+    } = job;
+    let opened = keys.open_request(&announcement_hash, &enc_request);
+    // The private key has done its one job; dropping it zeroizes it.
+    drop(keys);
+    let Ok((plaintext, response_key)) = opened else {
+        return Finished::UnsealFailed;
+    };
+    let output_map = Zeroizing::new(execute(
+        &plaintext,
+        &server_seed,
+        issued_at,
+        policy,
+        sandbox_config,
+    ));
+    match seal(&plaintext, &output_map, &response_key, &request_commitment) {
+        Ok(sealed) => Finished::Sealed(Box::new(sealed)),
+        Err(reason) => Finished::Internal(reason),
+    }
+}
+
+/// Builds the result payload around the output map, seals it and computes the commitments.
+fn seal(
+    plaintext: &[u8],
+    output_map: &OutputMap,
+    response_key: &ResponseKey,
+    request_commitment: &Digest,
+) -> Result<Sealed, &'static str> {
+    let input_blind = random_bytes::<32>()?;
+    let output_blind = random_bytes::<32>()?;
+    let result_payload = Zeroizing::new(ResultPayload {
+        output: output_map.encode(),
+        input_blind,
+        output_blind,
+    });
+    let enc_response = response_key
+        .seal(
+            &Zeroizing::new(result_payload.encode()),
+            &random_bytes::<RESPONSE_NONCE_LEN>()?,
+        )
+        .map_err(|_| "sealing the response failed")?;
+    Ok(Sealed {
+        result_commitment: commitment::result_commitment(request_commitment, &enc_response),
+        input_commitment: commitment::input_commitment(&input_blind, plaintext),
+        output_commitment: commitment::output_commitment(&output_blind, &result_payload.output),
+        enc_response,
+        status: output_map.status,
+        fuel_consumed: output_map.fuel_consumed,
+        duration: Duration::from_micros(output_map.duration_us),
+    })
+}
+
+/// Decodes the payload and runs it; a payload that does not decode is a `bad_payload` result.
+fn execute(
+    plaintext: &[u8],
+    server_seed: &[u8; 32],
+    issued_at: u64,
+    policy: &LimitsPolicy,
+    sandbox_config: &SandboxConfig,
+) -> OutputMap {
+    let payload = match RequestPayload::decode(plaintext) {
+        Ok(payload) => Zeroizing::new(payload),
+        Err(error) => {
+            return OutputMap {
+                status: Status::BadPayload,
+                exit_code: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                returns: None,
+                error: Some(error.to_string()),
+                limits: policy.default,
+                fuel_consumed: 0,
+                duration_us: 0,
+                engine: sandbox::ENGINE.to_owned(),
+                server_seed: *server_seed,
+                random_seed: commitment::random_seed(server_seed, &[0; 32]),
+            };
+        }
+    };
+    let limits = policy.apply(&payload.limits);
+    let random_seed = commitment::random_seed(server_seed, &payload.seed.unwrap_or([0; 32]));
+    let program = Program {
+        wasm: &payload.wasm,
+        entry: payload.entry.as_deref().unwrap_or("_start"),
+        args: &payload.args,
+        env: &payload.env,
+        stdin: &payload.stdin,
+        random_seed,
+        issued_at_secs: issued_at,
+    };
+    let report = sandbox::run(&program, &limits, sandbox_config);
+    OutputMap {
+        status: report.status,
+        exit_code: report.exit_code,
+        stdout: report.stdout,
+        stderr: report.stderr,
+        returns: report.returns,
+        error: report.error,
+        limits,
+        fuel_consumed: report.fuel_consumed,
+        duration_us: u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX),
+        engine: sandbox::ENGINE.to_owned(),
+        server_seed: *server_seed,
+        random_seed,
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], &'static str> {
+    crate::os_random().map_err(|_| "the OS random number generator failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_may_lower_limits_but_never_raise_them() {
+        let policy = LimitsPolicy::default();
+        let applied = policy.apply(&RequestedLimits {
+            fuel: Some(5),
+            memory_bytes: Some(u64::MAX),
+            output_bytes: None,
+            timeout_ms: Some(policy.max.timeout_ms),
+        });
+        assert_eq!(applied.fuel, 5);
+        assert_eq!(applied.memory_bytes, policy.max.memory_bytes);
+        assert_eq!(applied.output_bytes, policy.default.output_bytes);
+        assert_eq!(applied.timeout_ms, policy.max.timeout_ms);
+    }
+}

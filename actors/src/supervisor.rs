@@ -1,0 +1,401 @@
+//! The supervisor actor: owns the session table (keys, expiry, single use, retained results),
+//! admits or refuses work, and starts one executor per consumed session.
+//!
+//! Every check of §4 happens here, in one handler, so their order is the protocol's order and
+//! no two requests can both consume a session.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use uuid::Uuid;
+use wasm_hypervisor_protocol::announcement::{Announcement, TBS_LEN};
+use wasm_hypervisor_protocol::commitment::{self, Digest};
+use wasm_hypervisor_protocol::encoding::hex_decode;
+use wasm_hypervisor_protocol::identity::IdentityKey;
+use wasm_hypervisor_protocol::sealing::{HEADER, MIN_REQUEST_LEN, SessionKeyPair};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::executor::{Executor, WasmWorker};
+use crate::os_random;
+use crate::session::{Finished, Job, Sealed};
+
+/// The supervisor's settings.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// How long a session may wait for its execute call. Default: 60 s.
+    pub session_ttl: Duration,
+    /// How long a finished session's result (or error) stays available. Default: 10 min.
+    pub result_retention: Duration,
+    /// Sessions announced but not yet executed. Default: 10 000.
+    pub max_open_sessions: usize,
+    /// Executions running or waiting for a worker. Default: 4 × the worker threads.
+    pub max_pending_executions: usize,
+    /// Largest accepted `enc_request`. Default: 16 MiB.
+    pub max_request_bytes: usize,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(60),
+            result_retention: Duration::from_secs(600),
+            max_open_sessions: 10_000,
+            max_pending_executions: 4 * default_worker_threads(),
+            max_request_bytes: 16 << 20,
+        }
+    }
+}
+
+/// One per core.
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// How long a refused client should wait before retrying.
+const RETRY_AFTER_SECS: u32 = 1;
+
+pub struct Supervisor {
+    config: SupervisorConfig,
+    identity: Arc<IdentityKey>,
+    workers: Addr<WasmWorker>,
+    sessions: HashMap<Uuid, Session>,
+    pending_executions: usize,
+}
+
+struct Session {
+    expires_at: u64,
+    client_nonce: Digest,
+    announcement_hash: Digest,
+    issued_at: u64,
+    state: State,
+}
+
+enum State {
+    Open {
+        keys: SessionKeyPair,
+        server_seed: Zeroizing<[u8; 32]>,
+    },
+    /// Kept without its keys so that a late execute learns it expired.
+    Expired {
+        forget_at: Instant,
+    },
+    Running,
+    Done {
+        result: Result<Receipt, Error>,
+        forget_at: Instant,
+    },
+}
+
+impl Supervisor {
+    pub fn new(
+        config: SupervisorConfig,
+        identity: Arc<IdentityKey>,
+        workers: Addr<WasmWorker>,
+    ) -> Self {
+        Self {
+            config,
+            identity,
+            workers,
+            sessions: HashMap::new(),
+            pending_executions: 0,
+        }
+    }
+
+    /// Drops expired keys and forgets what is past retention.
+    fn sweep(&mut self) {
+        let now_secs = unix_now();
+        let now = Instant::now();
+        let retention = self.config.result_retention;
+        self.sessions.retain(|_, session| match &session.state {
+            State::Open { .. } if session.expires_at < now_secs => {
+                session.state = State::Expired {
+                    forget_at: now + retention,
+                };
+                true
+            }
+            State::Expired { forget_at } | State::Done { forget_at, .. } => *forget_at > now,
+            _ => true,
+        });
+    }
+
+    fn open_sessions(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|session| matches!(session.state, State::Open { .. }))
+            .count()
+    }
+
+    fn create_session(&mut self, client_nonce: &str) -> Result<Created, Error> {
+        let client_nonce = hex_decode::<32>(client_nonce)
+            .filter(|nonce| *nonce != [0; 32])
+            .ok_or(Error::BadClientNonce)?;
+        if self.open_sessions() >= self.config.max_open_sessions {
+            return Err(Error::Overloaded {
+                retry_after_secs: RETRY_AFTER_SECS,
+            });
+        }
+        let internal = |_| Error::Internal {
+            request_commitment: commitment::ABSENT,
+        };
+        let keys = SessionKeyPair::derive(&*Zeroizing::new(os_random::<32>().map_err(internal)?));
+        let server_seed = Zeroizing::new(os_random::<32>().map_err(internal)?);
+        let session_id = Uuid::new_v4();
+        let issued_at = unix_now();
+        let announcement = Announcement {
+            session_id: *session_id.as_bytes(),
+            issued_at,
+            expires_at: issued_at.saturating_add(self.config.session_ttl.as_secs()),
+            client_nonce,
+            identity_fpr: self.identity.public().fingerprint(),
+            seed_commitment: commitment::seed_commitment(&server_seed),
+            public_key: *keys.public_key(),
+        };
+        let tbs = announcement.to_tbs();
+        let signature = announcement.sign(&self.identity);
+        self.sessions.insert(
+            session_id,
+            Session {
+                expires_at: announcement.expires_at,
+                client_nonce,
+                announcement_hash: commitment::h3(&tbs),
+                issued_at,
+                state: State::Open { keys, server_seed },
+            },
+        );
+        Ok(Created {
+            session_id,
+            expires_at: announcement.expires_at,
+            tbs,
+            signature,
+        })
+    }
+
+    /// The checks of §4 in their order; on success the session is consumed and its job built.
+    fn consume(&mut self, request: Execute) -> Result<(Uuid, Job), Error> {
+        let session_id = parse_session_id(&request.session_id)?;
+        let pending = self.pending_executions;
+        let max_pending = self.config.max_pending_executions;
+        let max_bytes = self.config.max_request_bytes;
+        let session = self
+            .sessions
+            .get_mut(&session_id)
+            .ok_or(Error::SessionNotFound)?;
+        if matches!(session.state, State::Expired { .. }) || session.expires_at < unix_now() {
+            return Err(Error::SessionExpired);
+        }
+        if !matches!(session.state, State::Open { .. }) {
+            return Err(Error::SessionUsed);
+        }
+        let ticket = request.ticket.as_deref().and_then(hex_decode::<32>);
+        if ticket.map(|ticket| commitment::client_nonce(&ticket)) != Some(session.client_nonce) {
+            return Err(Error::BadTicket);
+        }
+        if pending >= max_pending {
+            return Err(Error::Overloaded {
+                retry_after_secs: RETRY_AFTER_SECS,
+            });
+        }
+        let enc_request = match request.body {
+            RequestBody::Complete(body) => body,
+            RequestBody::TooLarge => return Err(Error::PayloadTooLarge { max_bytes }),
+            RequestBody::Unreadable => {
+                return Err(Error::Malformed("the request body could not be read"));
+            }
+        };
+        if !request.content_type_ok {
+            return Err(Error::Malformed("unsupported content type"));
+        }
+        if enc_request.len() < MIN_REQUEST_LEN {
+            return Err(Error::Malformed("body is shorter than a sealed request"));
+        }
+        if enc_request[..HEADER.len()] != HEADER {
+            return Err(Error::Malformed(
+                "header differs from the session's key config",
+            ));
+        }
+        let State::Open { keys, server_seed } =
+            std::mem::replace(&mut session.state, State::Running)
+        else {
+            unreachable!("checked above that the session is open");
+        };
+        let job = Job {
+            keys,
+            announcement_hash: session.announcement_hash,
+            issued_at: session.issued_at,
+            server_seed,
+            request_commitment: commitment::request_commitment(
+                &session.announcement_hash,
+                &enc_request,
+            ),
+            enc_request,
+        };
+        Ok((session_id, job))
+    }
+
+    fn finish(
+        &mut self,
+        session_id: Uuid,
+        request_commitment: Digest,
+        finished: Finished,
+    ) -> Result<Receipt, Error> {
+        self.pending_executions -= 1;
+        let result = match finished {
+            Finished::Sealed(sealed) => {
+                log::info!(
+                    "session {session_id} executed: status={} request_commitment={} result_commitment={}",
+                    sealed.status.as_str(),
+                    hex::encode(request_commitment),
+                    hex::encode(sealed.result_commitment),
+                );
+                Ok(Receipt {
+                    session_id,
+                    request_commitment,
+                    sealed: Arc::new(*sealed),
+                })
+            }
+            Finished::UnsealFailed => {
+                log::info!(
+                    "session {session_id} unseal_failed: request_commitment={}",
+                    hex::encode(request_commitment)
+                );
+                Err(Error::UnsealFailed { request_commitment })
+            }
+            Finished::Internal(reason) => {
+                log::error!("session {session_id} internal error: {reason}");
+                Err(Error::Internal { request_commitment })
+            }
+        };
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            session.state = State::Done {
+                result: result.clone(),
+                forget_at: Instant::now() + self.config.result_retention,
+            };
+        }
+        result
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_secs(1), |supervisor, _| supervisor.sweep());
+    }
+}
+
+/// `POST /sessions`.
+#[derive(Message)]
+#[rtype(result = "Result<Created, Error>")]
+pub struct CreateSession {
+    pub client_nonce: String,
+}
+
+/// A new session's announcement.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub session_id: Uuid,
+    pub expires_at: u64,
+    pub tbs: [u8; TBS_LEN],
+    pub signature: Vec<u8>,
+}
+
+impl Handler<CreateSession> for Supervisor {
+    type Result = Result<Created, Error>;
+
+    fn handle(&mut self, message: CreateSession, _: &mut Self::Context) -> Self::Result {
+        self.create_session(&message.client_nonce)
+    }
+}
+
+/// The body of an execute call as the HTTP layer read it.
+pub enum RequestBody {
+    Complete(Vec<u8>),
+    /// Longer than `max_request_bytes`; the rest was not read.
+    TooLarge,
+    /// The transfer broke off or was not valid HTTP framing.
+    Unreadable,
+}
+
+/// `POST /sessions/{id}/execute`.
+#[derive(Message)]
+#[rtype(result = "Result<Receipt, Error>")]
+pub struct Execute {
+    pub session_id: String,
+    /// The `Session-Ticket` header, if present and text.
+    pub ticket: Option<String>,
+    pub content_type_ok: bool,
+    pub body: RequestBody,
+}
+
+/// A session's sealed result and its commitments.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub session_id: Uuid,
+    pub request_commitment: Digest,
+    pub sealed: Arc<Sealed>,
+}
+
+impl Handler<Execute> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Receipt, Error>>;
+
+    fn handle(&mut self, message: Execute, _: &mut Self::Context) -> Self::Result {
+        let (session_id, job) = match self.consume(message) {
+            Ok(consumed) => consumed,
+            Err(error) => return Box::pin(actix::fut::ready(Err(error))),
+        };
+        let request_commitment = job.request_commitment;
+        self.pending_executions += 1;
+        let finished = Executor::spawn(job, self.workers.clone());
+        Box::pin(
+            finished
+                .into_actor(self)
+                .map(move |finished, supervisor, _| {
+                    let finished =
+                        finished.unwrap_or(Finished::Internal("the executor stopped early"));
+                    supervisor.finish(session_id, request_commitment, finished)
+                }),
+        )
+    }
+}
+
+/// `GET /sessions/{id}/result`.
+#[derive(Message)]
+#[rtype(result = "Result<ResultState, Error>")]
+pub struct GetResult {
+    pub session_id: String,
+}
+
+pub enum ResultState {
+    Running(Uuid),
+    Finished(Receipt),
+}
+
+impl Handler<GetResult> for Supervisor {
+    type Result = Result<ResultState, Error>;
+
+    fn handle(&mut self, message: GetResult, _: &mut Self::Context) -> Self::Result {
+        let session_id = parse_session_id(&message.session_id)?;
+        match self.sessions.get(&session_id).map(|session| &session.state) {
+            Some(State::Running) => Ok(ResultState::Running(session_id)),
+            Some(State::Done { result, .. }) => result.clone().map(ResultState::Finished),
+            _ => Err(Error::SessionNotFound),
+        }
+    }
+}
+
+/// Only the canonical lowercase form names a session, so one session has one URL.
+fn parse_session_id(text: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(text)
+        .ok()
+        .filter(|id| id.hyphenated().to_string() == text)
+        .ok_or(Error::SessionNotFound)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}

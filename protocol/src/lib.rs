@@ -1,0 +1,36 @@
+//! The wasm-hypervisor wire format of `PROTOCOL.md`, version 1: pure functions and types, no I/O,
+//! so any Rust client can depend on this crate alone.
+
+pub mod announcement;
+pub mod api;
+pub mod cbor;
+pub mod checkpoint;
+pub mod commitment;
+pub mod encoding;
+pub mod identity;
+pub mod leaf;
+pub mod merkle;
+pub mod payload;
+pub mod sealing;
+#[cfg(test)]
+mod vectors;
+
+/// Everything the wire format can reject. Crypto failures are deliberately coarse: a peer learns
+/// nothing from *why* an open or a signature check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid public or private key")]
+    InvalidKey,
+    #[error("signature verification failed")]
+    BadSignature,
+    #[error("could not open the sealed message")]
+    Unseal,
+    #[error("could not seal the message")]
+    Seal,
+    #[error("invalid origin: 1 to 255 bytes in 0x21-0x7E without '+'")]
+    InvalidOrigin,
+    #[error("invalid announcement: {0}")]
+    Announcement(&'static str),
+    #[error("checkpoint or proof rejected: {0}")]
+    Checkpoint(&'static str),
+}

@@ -1,0 +1,416 @@
+//! HPKE sealing of requests and responses (§4, §5): the suite, the session key pair, the key
+//! config, `info`, and the RFC 9458 §4.4-style response encryption.
+
+use aes_gcm::aead::{Aead as _, KeyInit as _};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use hkdf::Hkdf;
+use hpke::{Deserializable as _, Kem as _, OpModeR, OpModeS, Serializable as _};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::commitment::Digest;
+use crate::identity::SEC1_LEN;
+
+/// DHKEM(P-256, HKDF-SHA256).
+pub type Kem = hpke::kem::DhP256HkdfSha256;
+/// HKDF-SHA256.
+pub type Kdf = hpke::kdf::HkdfSha256;
+/// AES-256-GCM.
+pub type Aead = hpke::aead::AesGcm256;
+
+pub const KEM_ID: u16 = 0x0010;
+pub const KDF_ID: u16 = 0x0001;
+pub const AEAD_ID: u16 = 0x0002;
+/// The only key config ID this protocol uses.
+pub const KEY_ID: u8 = 0x00;
+
+/// `hdr = key_id u8 ‖ kem_id u16 ‖ kdf_id u16 ‖ aead_id u16`.
+pub const HEADER: [u8; 7] = [KEY_ID, 0x00, 0x10, 0x00, 0x01, 0x00, 0x02];
+/// Length of `enc`, an uncompressed SEC1 point.
+pub const ENC_LEN: usize = SEC1_LEN;
+/// AES-GCM tag length.
+pub const TAG_LEN: usize = 16;
+/// The shortest well-formed `enc_request`: header, `enc` and the tag of an empty plaintext.
+pub const MIN_REQUEST_LEN: usize = HEADER.len() + ENC_LEN + TAG_LEN;
+/// Length of the RFC 9458 §3.1 key config published in the TBS.
+pub const KEY_CONFIG_LEN: usize = 74;
+/// `response_nonce` length: max(Nn, Nk) of AES-256-GCM.
+pub const RESPONSE_NONCE_LEN: usize = 32;
+
+const REQUEST_LABEL: &[u8] = b"wasm-hv/v1 request";
+const RESPONSE_LABEL: &[u8] = b"wasm-hv/v1 response";
+
+/// RFC 9458 §3.1 key config for `pk_r`: key_id ‖ kem_id ‖ pkR ‖ sym_len (4) ‖ kdf_id ‖ aead_id.
+pub fn key_config(pk_r: &[u8; SEC1_LEN]) -> [u8; KEY_CONFIG_LEN] {
+    let mut out = [0; KEY_CONFIG_LEN];
+    out[0] = KEY_ID;
+    out[1..3].copy_from_slice(&KEM_ID.to_be_bytes());
+    out[3..68].copy_from_slice(pk_r);
+    out[68..70].copy_from_slice(&4u16.to_be_bytes());
+    out[70..72].copy_from_slice(&KDF_ID.to_be_bytes());
+    out[72..74].copy_from_slice(&AEAD_ID.to_be_bytes());
+    out
+}
+
+/// `info = "wasm-hv/v1 request" ‖ 0x00 ‖ hdr ‖ announcement_hash` (58 bytes).
+pub fn request_info(announcement_hash: &Digest) -> [u8; 58] {
+    let mut info = [0; 58];
+    info[..18].copy_from_slice(REQUEST_LABEL);
+    info[19..26].copy_from_slice(&HEADER);
+    info[26..].copy_from_slice(announcement_hash);
+    info
+}
+
+/// A session's HPKE key pair. The private key zeroizes itself when dropped.
+pub struct SessionKeyPair {
+    private: <Kem as hpke::Kem>::PrivateKey,
+    public: [u8; SEC1_LEN],
+}
+
+impl SessionKeyPair {
+    pub fn generate(rng: &mut impl rand_core::CryptoRng) -> Self {
+        let (private, public) = Kem::gen_keypair_with_rng(rng);
+        Self::from_parts(private, &public)
+    }
+
+    /// RFC 9180 `DeriveKeyPair`, for known-answer tests.
+    pub fn derive(ikm: &[u8]) -> Self {
+        let (private, public) = Kem::derive_keypair(ikm);
+        Self::from_parts(private, &public)
+    }
+
+    fn from_parts(
+        private: <Kem as hpke::Kem>::PrivateKey,
+        public: &<Kem as hpke::Kem>::PublicKey,
+    ) -> Self {
+        let mut bytes = [0; SEC1_LEN];
+        bytes.copy_from_slice(&public.to_bytes());
+        Self {
+            private,
+            public: bytes,
+        }
+    }
+
+    /// `pkR`, uncompressed SEC1.
+    pub fn public_key(&self) -> &[u8; SEC1_LEN] {
+        &self.public
+    }
+
+    pub fn private_key_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.private.to_bytes().to_vec())
+    }
+
+    /// Opens `enc_request` (header already checked by the caller or not: it is checked again)
+    /// and returns the plaintext and the key for the response. Every failure is the same opaque
+    /// [`Error::Unseal`].
+    pub fn open_request(
+        &self,
+        announcement_hash: &Digest,
+        enc_request: &[u8],
+    ) -> Result<(Zeroizing<Vec<u8>>, ResponseKey), Error> {
+        if enc_request.len() < MIN_REQUEST_LEN || enc_request[..HEADER.len()] != HEADER {
+            return Err(Error::Unseal);
+        }
+        let (enc, ciphertext) = enc_request[HEADER.len()..].split_at(ENC_LEN);
+        let encapped =
+            <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| Error::Unseal)?;
+        let mut context = hpke::setup_receiver::<Aead, Kdf, Kem>(
+            &OpModeR::Base,
+            &self.private,
+            &encapped,
+            &request_info(announcement_hash),
+        )
+        .map_err(|_| Error::Unseal)?;
+        let plaintext = context.open(ciphertext, b"").map_err(|_| Error::Unseal)?;
+        let response_key = ResponseKey::export(enc, |label, out| context.export(label, out))?;
+        Ok((Zeroizing::new(plaintext), response_key))
+    }
+}
+
+/// Seals a request payload to `pk_r` (the client side of §4). Returns `enc_request` and the key
+/// that opens the response.
+pub fn seal_request(
+    pk_r: &[u8],
+    announcement_hash: &Digest,
+    payload: &[u8],
+    rng: &mut impl rand_core::CryptoRng,
+) -> Result<(Vec<u8>, ResponseKey), Error> {
+    let pk_r = <Kem as hpke::Kem>::PublicKey::from_bytes(pk_r).map_err(|_| Error::InvalidKey)?;
+    let (encapped, mut context) = hpke::setup_sender_with_rng::<Aead, Kdf, Kem>(
+        &OpModeS::Base,
+        &pk_r,
+        &request_info(announcement_hash),
+        rng,
+    )
+    .map_err(|_| Error::Seal)?;
+    let ciphertext = context.seal(payload, b"").map_err(|_| Error::Seal)?;
+    let enc = encapped.to_bytes();
+    let mut enc_request = Vec::with_capacity(HEADER.len() + ENC_LEN + ciphertext.len());
+    enc_request.extend_from_slice(&HEADER);
+    enc_request.extend_from_slice(&enc);
+    enc_request.extend_from_slice(&ciphertext);
+    let response_key = ResponseKey::export(&enc, |label, out| context.export(label, out))?;
+    Ok((enc_request, response_key))
+}
+
+/// The response key of one request: `secret = Export("wasm-hv/v1 response", 32)` and the
+/// request's `enc`, which salts the response key derivation (§5).
+pub struct ResponseKey {
+    secret: Zeroizing<[u8; 32]>,
+    enc: [u8; ENC_LEN],
+}
+
+impl ResponseKey {
+    fn export(
+        enc: &[u8],
+        export: impl FnOnce(&[u8], &mut [u8]) -> Result<(), hpke::HpkeError>,
+    ) -> Result<Self, Error> {
+        let mut secret = Zeroizing::new([0; 32]);
+        export(RESPONSE_LABEL, secret.as_mut()).map_err(|_| Error::Unseal)?;
+        let enc = enc.try_into().map_err(|_| Error::Unseal)?;
+        Ok(Self { secret, enc })
+    }
+
+    /// `(key, nonce)` for one `response_nonce`.
+    fn aead(
+        &self,
+        response_nonce: &[u8; RESPONSE_NONCE_LEN],
+    ) -> (Aes256Gcm, Nonce<aes_gcm::aead::consts::U12>) {
+        let mut salt = [0; ENC_LEN + RESPONSE_NONCE_LEN];
+        salt[..ENC_LEN].copy_from_slice(&self.enc);
+        salt[ENC_LEN..].copy_from_slice(response_nonce);
+        let prk = Hkdf::<Sha256>::new(Some(&salt), self.secret.as_ref());
+        let mut key = Zeroizing::new([0; 32]);
+        let mut nonce = [0; 12];
+        // Both lengths are far below HKDF-SHA256's 255 × 32-byte limit.
+        prk.expand(b"key", key.as_mut())
+            .expect("32 bytes is a valid HKDF length");
+        prk.expand(b"nonce", &mut nonce)
+            .expect("12 bytes is a valid HKDF length");
+        let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key));
+        (cipher, Nonce::from(nonce))
+    }
+
+    /// `enc_response = response_nonce ‖ AES-256-GCM(key, nonce, "", result payload)`.
+    pub fn seal(
+        &self,
+        result_payload: &[u8],
+        response_nonce: &[u8; RESPONSE_NONCE_LEN],
+    ) -> Result<Vec<u8>, Error> {
+        let (cipher, nonce) = self.aead(response_nonce);
+        let ciphertext = cipher
+            .encrypt(&nonce, result_payload)
+            .map_err(|_| Error::Seal)?;
+        let mut out = Vec::with_capacity(RESPONSE_NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(response_nonce);
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    /// Opens `enc_response`; every failure is the same opaque [`Error::Unseal`].
+    pub fn open(&self, enc_response: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        if enc_response.len() < RESPONSE_NONCE_LEN + TAG_LEN {
+            return Err(Error::Unseal);
+        }
+        let (response_nonce, ciphertext) = enc_response.split_at(RESPONSE_NONCE_LEN);
+        let response_nonce = response_nonce.try_into().map_err(|_| Error::Unseal)?;
+        let (cipher, nonce) = self.aead(response_nonce);
+        cipher
+            .decrypt(&nonce, ciphertext)
+            .map(Zeroizing::new)
+            .map_err(|_| Error::Unseal)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Replays fixed bytes as randomness, so `SetupBaseS` uses the vector's `ikmE`.
+    pub(crate) struct ReplayRng(pub Vec<u8>);
+
+    impl rand_core::TryRng for ReplayRng {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            unimplemented!("hpke only fills byte buffers")
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            unimplemented!("hpke only fills byte buffers")
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Self::Error> {
+            assert!(dest.len() <= self.0.len(), "ran out of replayed randomness");
+            let rest = self.0.split_off(dest.len());
+            dest.copy_from_slice(&self.0);
+            self.0 = rest;
+            Ok(())
+        }
+    }
+    impl rand_core::TryCryptoRng for ReplayRng {}
+
+    fn vectors() -> serde_json::Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/vectors/hpke-p256-sha256-aes256gcm.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).expect("shared/ beside the project"))
+            .unwrap()
+    }
+
+    fn field(v: &serde_json::Value, name: &str) -> Vec<u8> {
+        hex::decode(v[name].as_str().unwrap()).unwrap()
+    }
+
+    /// RFC 9180 §5.1 key schedule for base mode, written from the RFC for this test only, to
+    /// check `key` and `base_nonce`, which rust-hpke keeps private.
+    fn key_schedule(shared_secret: &[u8], info: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let suite_id = [
+            b"HPKE".as_slice(),
+            &KEM_ID.to_be_bytes(),
+            &KDF_ID.to_be_bytes(),
+            &AEAD_ID.to_be_bytes(),
+        ]
+        .concat();
+        let labelled_extract = |salt: &[u8], label: &[u8], ikm: &[u8]| {
+            let ikm = [b"HPKE-v1".as_slice(), &suite_id, label, ikm].concat();
+            Hkdf::<Sha256>::extract(Some(salt), &ikm).0.to_vec()
+        };
+        let psk_id_hash = labelled_extract(b"", b"psk_id_hash", b"");
+        let info_hash = labelled_extract(b"", b"info_hash", info);
+        let context = [[0u8].as_slice(), &psk_id_hash, &info_hash].concat();
+        let secret = labelled_extract(shared_secret, b"secret", b"");
+        let expand = |label: &[u8], len: usize| {
+            let info = [
+                &(len as u16).to_be_bytes(),
+                b"HPKE-v1".as_slice(),
+                &suite_id,
+                label,
+                &context,
+            ]
+            .concat();
+            let mut out = vec![0; len];
+            Hkdf::<Sha256>::from_prk(&secret)
+                .unwrap()
+                .expand(&info, &mut out)
+                .unwrap();
+            out
+        };
+        (expand(b"key", 32), expand(b"base_nonce", 12))
+    }
+
+    #[test]
+    fn reproduces_every_rfc_9180_known_answer() {
+        let v = vectors();
+        assert_eq!(
+            (
+                v["kem_id"].as_u64(),
+                v["kdf_id"].as_u64(),
+                v["aead_id"].as_u64()
+            ),
+            (Some(16), Some(1), Some(2))
+        );
+        let info = field(&v, "info");
+        let receiver = SessionKeyPair::derive(&field(&v, "ikmR"));
+        assert_eq!(*receiver.private_key_bytes(), field(&v, "skRm"));
+        assert_eq!(receiver.public_key().to_vec(), field(&v, "pkRm"));
+
+        let pk_r = <Kem as hpke::Kem>::PublicKey::from_bytes(receiver.public_key()).unwrap();
+        let mut rng = ReplayRng(field(&v, "ikmE"));
+        let (shared_secret, encapped) = Kem::encap_with_rng(&pk_r, None, &mut rng).unwrap();
+        assert_eq!(encapped.to_bytes().to_vec(), field(&v, "enc"));
+        assert_eq!(shared_secret.0.to_vec(), field(&v, "shared_secret"));
+        let (key, base_nonce) = key_schedule(&shared_secret.0, &info);
+        assert_eq!(key, field(&v, "key"));
+        assert_eq!(base_nonce, field(&v, "base_nonce"));
+
+        let mut rng = ReplayRng(field(&v, "ikmE"));
+        let (encapped, mut sender) =
+            hpke::setup_sender_with_rng::<Aead, Kdf, Kem>(&OpModeS::Base, &pk_r, &info, &mut rng)
+                .unwrap();
+        assert_eq!(encapped.to_bytes().to_vec(), field(&v, "enc"));
+        let mut recipient = hpke::setup_receiver::<Aead, Kdf, Kem>(
+            &OpModeR::Base,
+            &receiver.private,
+            &encapped,
+            &info,
+        )
+        .unwrap();
+        for encryption in v["encryptions"].as_array().unwrap() {
+            let (aad, pt, ct) = (
+                field(encryption, "aad"),
+                field(encryption, "pt"),
+                field(encryption, "ct"),
+            );
+            assert_eq!(sender.seal(&pt, &aad).unwrap(), ct);
+            assert_eq!(recipient.open(&ct, &aad).unwrap(), pt);
+        }
+        for export in v["exports"].as_array().unwrap() {
+            let mut out = vec![0; export["L"].as_u64().unwrap() as usize];
+            sender
+                .export(&field(export, "exporter_context"), &mut out)
+                .unwrap();
+            assert_eq!(out, field(export, "exported_value"));
+            recipient
+                .export(&field(export, "exporter_context"), &mut out)
+                .unwrap();
+            assert_eq!(out, field(export, "exported_value"));
+        }
+    }
+
+    #[test]
+    fn request_and_response_round_trip() {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let keys = SessionKeyPair::generate(&mut rng);
+        let hash = [9; 32];
+        let (enc_request, client_key) =
+            seal_request(keys.public_key(), &hash, b"payload", &mut rng).unwrap();
+        assert_eq!(enc_request[..7], HEADER);
+        let (plaintext, server_key) = keys.open_request(&hash, &enc_request).unwrap();
+        assert_eq!(*plaintext, b"payload");
+        let enc_response = server_key.seal(b"result", &[5; 32]).unwrap();
+        assert_eq!(*client_key.open(&enc_response).unwrap(), b"result");
+    }
+
+    #[test]
+    fn any_tampering_fails_opaquely() {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let keys = SessionKeyPair::generate(&mut rng);
+        let (enc_request, client_key) =
+            seal_request(keys.public_key(), &[1; 32], b"p", &mut rng).unwrap();
+        for i in 0..enc_request.len() {
+            let mut tampered = enc_request.clone();
+            tampered[i] ^= 0x01;
+            assert!(
+                matches!(keys.open_request(&[1; 32], &tampered), Err(Error::Unseal)),
+                "byte {i}"
+            );
+        }
+        // Bound to the announcement it was sealed to.
+        assert!(matches!(
+            keys.open_request(&[2; 32], &enc_request),
+            Err(Error::Unseal)
+        ));
+        assert!(matches!(
+            keys.open_request(&[1; 32], &enc_request[..MIN_REQUEST_LEN - 1]),
+            Err(Error::Unseal)
+        ));
+        let (_, server_key) = keys.open_request(&[1; 32], &enc_request).unwrap();
+        let enc_response = server_key.seal(b"r", &[0; 32]).unwrap();
+        for i in 0..enc_response.len() {
+            let mut tampered = enc_response.clone();
+            tampered[i] ^= 0x80;
+            assert!(
+                matches!(client_key.open(&tampered), Err(Error::Unseal)),
+                "byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn info_is_58_bytes_as_specified() {
+        let info = request_info(&[0xab; 32]);
+        assert_eq!(&info[..19], b"wasm-hv/v1 request\0");
+        assert_eq!(info[19..26], HEADER);
+        assert_eq!(info[26..], [0xab; 32]);
+    }
+}

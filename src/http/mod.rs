@@ -1,0 +1,142 @@
+//! The HTTP API of PROTOCOL.md: parses requests, forwards them to the supervisor, and renders
+//! its answers. No wasm, no keys and no session state live here.
+
+mod error;
+
+use actix::Addr;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::DateTime;
+use futures_util::StreamExt as _;
+use wasm_hypervisor_actors::Error;
+use wasm_hypervisor_actors::supervisor::{
+    CreateSession, Execute, GetResult, Receipt, RequestBody, ResultState, Supervisor,
+};
+use wasm_hypervisor_protocol::api::{
+    self, OCTET_STREAM_CONTENT_TYPE, SEALED_REQUEST_CONTENT_TYPE, TICKET_HEADER,
+};
+
+pub use error::ApiError;
+
+/// Shared by every handler.
+pub struct AppState {
+    pub supervisor: Addr<Supervisor>,
+    pub identity: api::Identity,
+    pub max_request_bytes: usize,
+}
+
+/// `POST /sessions` bodies are one short JSON object.
+const MAX_SESSION_REQUEST_BYTES: usize = 4096;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/identity", web::get().to(identity))
+        .service(
+            web::resource("/sessions")
+                .app_data(web::PayloadConfig::new(MAX_SESSION_REQUEST_BYTES))
+                .route(web::post().to(create_session)),
+        )
+        .route("/sessions/{session_id}/execute", web::post().to(execute))
+        .route("/sessions/{session_id}/result", web::get().to(result));
+}
+
+async fn identity(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(&state.identity)
+}
+
+async fn create_session(
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let request: api::CreateSession =
+        serde_json::from_slice(&body).map_err(|_| Error::BadClientNonce)?;
+    let created = state
+        .supervisor
+        .send(CreateSession {
+            client_nonce: request.client_nonce,
+        })
+        .await??;
+    let expires_at = i64::try_from(created.expires_at)
+        .ok()
+        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+        .map(|time| time.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    Ok(HttpResponse::Created().json(api::SessionCreated {
+        session_id: created.session_id.hyphenated().to_string(),
+        expires_at,
+        announcement: created.tbs.to_vec(),
+        signature: created.signature,
+    }))
+}
+
+async fn execute(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    session_id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    let content_type_ok = header(CONTENT_TYPE.as_str()).is_some_and(|value| {
+        let media_type = value.split(';').next().unwrap_or_default().trim();
+        [SEALED_REQUEST_CONTENT_TYPE, OCTET_STREAM_CONTENT_TYPE]
+            .iter()
+            .any(|accepted| media_type.eq_ignore_ascii_case(accepted))
+    });
+    let message = Execute {
+        session_id: session_id.into_inner(),
+        ticket: header(TICKET_HEADER).map(str::to_owned),
+        content_type_ok,
+        body: read_limited(payload, state.max_request_bytes).await,
+    };
+    let receipt = state.supervisor.send(message).await??;
+    Ok(HttpResponse::Ok().json(executed(&receipt)))
+}
+
+/// Reads at most `max_bytes`; a longer body is not read further, so it costs no more memory.
+async fn read_limited(mut payload: web::Payload, max_bytes: usize) -> RequestBody {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return RequestBody::Unreadable;
+        };
+        if body.len() + chunk.len() > max_bytes {
+            return RequestBody::TooLarge;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    RequestBody::Complete(body)
+}
+
+async fn result(
+    state: web::Data<AppState>,
+    session_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let answer = state
+        .supervisor
+        .send(GetResult {
+            session_id: session_id.into_inner(),
+        })
+        .await??;
+    Ok(match answer {
+        ResultState::Running(session_id) => HttpResponse::Accepted().json(api::Running {
+            session_id: session_id.hyphenated().to_string(),
+            outcome: "running".to_owned(),
+        }),
+        ResultState::Finished(receipt) => HttpResponse::Ok().json(executed(&receipt)),
+    })
+}
+
+fn executed(receipt: &Receipt) -> api::Executed {
+    api::Executed {
+        session_id: receipt.session_id.hyphenated().to_string(),
+        outcome: "executed".to_owned(),
+        request_commitment: receipt.request_commitment,
+        result_commitment: receipt.sealed.result_commitment,
+        sealed_result: receipt.sealed.enc_response.clone(),
+    }
+}

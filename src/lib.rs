@@ -1,0 +1,10 @@
+//! wasm-hypervisor's daemon and client: the HTTP layer, configuration, the client library used
+//! by the CLI, and the CLI itself. Wasm execution lives in the `actors` crate, the wire format in
+//! the `protocol` crate.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod identity_file;
+pub mod server;

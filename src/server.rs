@@ -1,0 +1,88 @@
+//! Starting the daemon: identity, worker pool, supervisor and HTTP server, in that order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::{Actor as _, Arbiter};
+use actix_web::{App, HttpServer, web};
+use wasm_hypervisor_actors::executor::WasmWorker;
+use wasm_hypervisor_actors::supervisor::Supervisor;
+use wasm_hypervisor_protocol::api::{self, SUITE};
+use wasm_hypervisor_protocol::identity::IdentityKey;
+
+use crate::config::ServerConfig;
+use crate::http::{self, AppState};
+use crate::identity_file::{self, IdentityFileError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot load the identity key")]
+    Identity(#[from] IdentityFileError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A daemon that is listening.
+pub struct RunningServer {
+    /// The bound address (the real port when the config asked for port 0).
+    pub addr: SocketAddr,
+    pub server: actix_web::dev::Server,
+    pub identity: api::Identity,
+}
+
+/// Starts the daemon inside the current actix system and returns once it listens.
+pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let identity = Arc::new(identity_file::load_or_create(&config.data_dir)?);
+    let identity_body = identity_body(&identity, config.origin.as_deref());
+    log::info!(
+        "identity {} (origin {})",
+        hex::encode(identity_body.fingerprint),
+        identity_body.origin
+    );
+    let workers = WasmWorker::start_pool(config.worker_threads, config.limits, config.sandbox);
+    let supervisor_config = config.supervisor.clone();
+    let supervisor = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        Supervisor::new(supervisor_config, identity, workers)
+    });
+    let state = web::Data::new(AppState {
+        supervisor,
+        identity: identity_body.clone(),
+        max_request_bytes: config.supervisor.max_request_bytes,
+    });
+    let bind_error = |source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let http_server =
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+            .bind(config.listen)
+            .map_err(bind_error)?;
+    let addr = http_server
+        .addrs()
+        .first()
+        .copied()
+        .unwrap_or(config.listen);
+    log::info!("listening on http://{addr}");
+    Ok(RunningServer {
+        addr,
+        server: http_server.run(),
+        identity: identity_body,
+    })
+}
+
+fn identity_body(identity: &IdentityKey, origin: Option<&str>) -> api::Identity {
+    let public = identity.public();
+    let origin = origin.map_or_else(|| public.default_origin(), str::to_owned);
+    api::Identity {
+        note_verifier_key: public.note_verifier_key(&origin),
+        origin,
+        public_key: public.sec1().to_vec(),
+        spki: public.spki_der(),
+        fingerprint: public.fingerprint(),
+        suite: SUITE,
+    }
+}
