@@ -4,10 +4,13 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use awc::http::StatusCode;
-use wasm_hypervisor_protocol::announcement::{self, Announcement, Expected};
+use wasm_hypervisor_protocol::announcement::{self, Expected};
 use wasm_hypervisor_protocol::api::{self, SEALED_REQUEST_CONTENT_TYPE, SUITE, TICKET_HEADER};
+use wasm_hypervisor_protocol::checkpoint::{self, Checkpoint};
 use wasm_hypervisor_protocol::commitment::{self, Digest};
 use wasm_hypervisor_protocol::identity::IdentityPublicKey;
+use wasm_hypervisor_protocol::leaf::{Leaf, Outcome};
+use wasm_hypervisor_protocol::merkle;
 use wasm_hypervisor_protocol::payload::{OutputMap, PayloadError, RequestPayload, ResultPayload};
 use wasm_hypervisor_protocol::sealing;
 
@@ -36,6 +39,10 @@ pub enum ClientError {
     Payload(#[from] PayloadError),
     #[error("the operating system's random number generator failed")]
     Random,
+    #[error(
+        "the audit log is not consistent with a checkpoint seen before ({0}): it was rewritten or rolled back"
+    )]
+    Inconsistent(String),
 }
 
 /// An identity as a client pins it: the origin and the key, together.
@@ -43,6 +50,22 @@ pub enum ClientError {
 pub struct PinnedIdentity {
     pub origin: String,
     pub key: IdentityPublicKey,
+}
+
+/// A checkpoint verified against the pinned identity, with the signed note it came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub note: String,
+}
+
+impl SignedCheckpoint {
+    pub fn verify(note: &str, pinned: &PinnedIdentity) -> Result<Self, ClientError> {
+        Ok(Self {
+            checkpoint: checkpoint::verify(note, &pinned.origin, &pinned.key)?,
+            note: note.to_owned(),
+        })
+    }
 }
 
 /// A verified execution: the decoded output and everything needed to prove it later.
@@ -60,9 +83,11 @@ pub struct Execution {
     pub result_commitment: Digest,
     pub input_commitment: Digest,
     pub output_commitment: Digest,
-    /// Whether the response carried the `audit` object (PROTOCOL.md §5); until the audit log
-    /// exists it never does, and the caller must say so.
-    pub audited: bool,
+    /// The result leaf's position and the checkpoint it was proven against; the client
+    /// checked the leaf, its inclusion, and consistency with the checkpoint it trusted before.
+    pub result_index: u64,
+    pub request_index: u64,
+    pub checkpoint: SignedCheckpoint,
 }
 
 pub struct Client {
@@ -102,11 +127,14 @@ impl Client {
         })
     }
 
-    /// Runs one program end to end and verifies every check of §3 and §5 that needs no audit log.
+    /// Runs one program end to end and makes every check of §3 and §5 before it trusts the
+    /// output, including the audit proof and consistency with `trusted`, the last checkpoint
+    /// this client accepted from the daemon.
     pub async fn execute(
         &self,
         pinned: &PinnedIdentity,
         payload: &RequestPayload,
+        trusted: Option<&SignedCheckpoint>,
     ) -> Result<Execution, ClientError> {
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let ticket: [u8; 32] = os_random()?;
@@ -114,13 +142,10 @@ impl Client {
         let request = api::CreateSession {
             client_nonce: hex::encode(client_nonce),
         };
+        let body = serde_json::to_vec(&request).expect("a struct of strings serializes");
+        let post = self.http.post(self.url("/sessions"));
         let (status, body) = self
-            .send(
-                self.http
-                    .post(self.url("/sessions"))
-                    .content_type("application/json"),
-                Some(serde_json::to_vec(&request).expect("plain struct").into()),
-            )
+            .send(post.content_type("application/json"), Some(body.into()))
             .await?;
         let created: api::SessionCreated = parse(status, StatusCode::CREATED, &body)?;
         let session_id = uuid::Uuid::parse_str(&created.session_id)
@@ -135,7 +160,6 @@ impl Client {
                 now_secs: unix_now(),
             },
         )?;
-        let session_id = session_id.hyphenated().to_string();
         let announcement_hash = announcement.hash();
 
         let request_payload = payload.encode();
@@ -147,38 +171,158 @@ impl Client {
         )?;
         let execute = self
             .http
-            .post(self.url(&format!("/sessions/{session_id}/execute")))
+            .post(self.url(&format!("/sessions/{}/execute", session_id.hyphenated())))
             .content_type(SEALED_REQUEST_CONTENT_TYPE)
             .insert_header((TICKET_HEADER, hex::encode(ticket)));
         let (status, body) = self.send(execute, Some(enc_request.clone().into())).await?;
         let executed: api::Executed = parse(status, StatusCode::OK, &body)?;
-        let audited = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .is_some_and(|json| json.get("audit").is_some());
-        verify_executed(&executed, &session_id, &announcement, &enc_request)?;
-
+        let request_commitment = commitment::request_commitment(&announcement_hash, &enc_request);
+        let result_commitment =
+            commitment::result_commitment(&request_commitment, &executed.sealed_result);
+        if executed.session_id != created.session_id
+            || executed.outcome != "executed"
+            || executed.request_commitment != request_commitment
+            || executed.result_commitment != result_commitment
+        {
+            return Err(ClientError::InvalidResponse(
+                "the response's commitments do not bind what was sent and received".into(),
+            ));
+        }
         let result_payload = ResultPayload::decode(&response_key.open(&executed.sealed_result)?)?;
         let output = OutputMap::decode(&result_payload.output)?;
+        let input_commitment =
+            commitment::input_commitment(&result_payload.input_blind, &request_payload);
+        let output_commitment =
+            commitment::output_commitment(&result_payload.output_blind, &result_payload.output);
+
+        let expected_leaf = ExpectedResult {
+            session_id: *session_id.as_bytes(),
+            request_index: executed.audit.request_index,
+            commitments: [
+                request_commitment,
+                result_commitment,
+                input_commitment,
+                output_commitment,
+            ],
+        };
+        let checkpoint = verify_audit(&executed.audit, pinned, &expected_leaf)?;
+        if let Some(trusted) = trusted {
+            self.verify_consistency(&trusted.checkpoint, &checkpoint.checkpoint)
+                .await?;
+        }
         Ok(Execution {
-            session_id,
+            session_id: created.session_id,
             output,
             tbs: created.announcement,
-            input_commitment: commitment::input_commitment(
-                &result_payload.input_blind,
-                &request_payload,
-            ),
-            output_commitment: commitment::output_commitment(
-                &result_payload.output_blind,
-                &result_payload.output,
-            ),
             request_payload,
             enc_request,
-            request_commitment: executed.request_commitment,
-            result_commitment: executed.result_commitment,
             enc_response: executed.sealed_result,
             result_payload,
-            audited,
+            request_commitment,
+            result_commitment,
+            input_commitment,
+            output_commitment,
+            result_index: executed.audit.result_index,
+            request_index: executed.audit.request_index,
+            checkpoint,
         })
+    }
+
+    /// Proves that one of two checkpoints of this log extends the other (RFC 9162 §2.1.4):
+    /// anything else means the log was rewritten or rolled back.
+    pub async fn verify_consistency(
+        &self,
+        a: &Checkpoint,
+        b: &Checkpoint,
+    ) -> Result<(), ClientError> {
+        let (old, new) = if a.size <= b.size { (a, b) } else { (b, a) };
+        if old.size == new.size || old.size == 0 {
+            return if old.size == new.size && old.root != new.root {
+                Err(ClientError::Inconsistent(format!(
+                    "two different trees of size {}",
+                    old.size
+                )))
+            } else {
+                Ok(())
+            };
+        }
+        let path = format!("/audit/consistency?old={}&new={}", old.size, new.size);
+        let (status, body) = self.send(self.http.get(self.url(&path)), None).await?;
+        let inconsistent = |reason: String| {
+            ClientError::Inconsistent(format!("from size {} to {}: {reason}", old.size, new.size))
+        };
+        let consistency: api::Consistency = parse(status, StatusCode::OK, &body)
+            .map_err(|error| inconsistent(error.to_string()))?;
+        let proof = digests(&consistency.proof)?;
+        merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &proof)
+            .map_err(|error| inconsistent(error.to_string()))
+    }
+
+    /// `GET /audit/{session_id}`, with every entry's leaf and inclusion checked against the
+    /// returned checkpoint, which is verified against the pinned identity.
+    pub async fn session_audit(
+        &self,
+        pinned: &PinnedIdentity,
+        session_id: &str,
+    ) -> Result<(Vec<(u64, Leaf)>, SignedCheckpoint), ClientError> {
+        let (status, body) = self
+            .send(
+                self.http.get(self.url(&format!("/audit/{session_id}"))),
+                None,
+            )
+            .await?;
+        let audit: api::SessionAudit = parse(status, StatusCode::OK, &body)?;
+        let signed = SignedCheckpoint::verify(&audit.checkpoint, pinned)?;
+        let checkpoint = &signed.checkpoint;
+        let mut leaves = Vec::new();
+        for entry in &audit.entries {
+            let leaf = Leaf::decode(&entry.leaf).map_err(|error| {
+                ClientError::InvalidResponse(format!("leaf {}: {error}", entry.index))
+            })?;
+            if api::uuid_text(leaf.session_id()) != session_id {
+                return Err(ClientError::InvalidResponse(format!(
+                    "leaf {} belongs to another session",
+                    entry.index
+                )));
+            }
+            merkle::verify_inclusion(
+                &entry.leaf,
+                entry.index,
+                checkpoint.size,
+                &digests(&entry.inclusion_proof)?,
+                &checkpoint.root,
+            )?;
+            leaves.push((entry.index, leaf));
+        }
+        Ok((leaves, signed))
+    }
+
+    /// The latest checkpoint, verified against the pinned identity.
+    pub async fn checkpoint(
+        &self,
+        pinned: &PinnedIdentity,
+    ) -> Result<SignedCheckpoint, ClientError> {
+        let (status, body) = self
+            .send(self.http.get(self.url("/audit/checkpoint")), None)
+            .await?;
+        if status != StatusCode::OK {
+            return Err(server_error(status, &body));
+        }
+        let note = std::str::from_utf8(&body)
+            .map_err(|_| ClientError::InvalidResponse("checkpoint is not UTF-8".into()))?;
+        SignedCheckpoint::verify(note, pinned)
+    }
+
+    /// Leaves `[start, end)` as the daemon pages them (at most 1000 a call).
+    pub async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, ClientError> {
+        let path = format!("/audit/entries?start={start}&end={end}");
+        let (status, body) = self.send(self.http.get(self.url(&path)), None).await?;
+        let entries: api::Entries = parse(status, StatusCode::OK, &body)?;
+        Ok(entries
+            .entries
+            .into_iter()
+            .map(|entry| (entry.index, entry.leaf))
+            .collect())
     }
 
     fn url(&self, path: &str) -> String {
@@ -209,54 +353,83 @@ impl Client {
     }
 }
 
-/// The checks of §5 on the JSON, which is outside the AEAD.
-fn verify_executed(
-    executed: &api::Executed,
-    session_id: &str,
-    announcement: &Announcement,
-    enc_request: &[u8],
-) -> Result<(), ClientError> {
-    if executed.session_id != session_id || executed.outcome != "executed" {
-        return Err(ClientError::InvalidResponse(
-            "the result is for another session or outcome".into(),
-        ));
-    }
-    let request_commitment = commitment::request_commitment(&announcement.hash(), enc_request);
-    if executed.request_commitment != request_commitment {
-        return Err(ClientError::InvalidResponse(
-            "request_commitment does not bind what was sent".into(),
-        ));
-    }
-    if executed.result_commitment
-        != commitment::result_commitment(&request_commitment, &executed.sealed_result)
-    {
-        return Err(ClientError::InvalidResponse(
-            "result_commitment does not bind the sealed result".into(),
-        ));
-    }
-    Ok(())
+/// What the result leaf must say about an execution this client saw.
+struct ExpectedResult {
+    session_id: [u8; 16],
+    request_index: u64,
+    /// request, result, input and output commitments.
+    commitments: [Digest; 4],
 }
 
-/// Decodes a success body, or turns the §7 error body into [`ClientError::Server`].
+/// The audit checks of §5: the checkpoint is the pinned identity's, the result leaf says exactly
+/// what this client sent and opened, and it is included in the checkpoint's tree.
+fn verify_audit(
+    audit: &api::Audit,
+    pinned: &PinnedIdentity,
+    expected: &ExpectedResult,
+) -> Result<SignedCheckpoint, ClientError> {
+    let signed = SignedCheckpoint::verify(&audit.checkpoint, pinned)?;
+    let checkpoint = &signed.checkpoint;
+    let Ok(Leaf::Result(leaf)) = Leaf::decode(&audit.leaf) else {
+        return Err(ClientError::InvalidResponse(
+            "the audit leaf is not a result leaf".into(),
+        ));
+    };
+    let matches = leaf.session_id == expected.session_id
+        && leaf.request_index == expected.request_index
+        && leaf.request_index < audit.result_index
+        && leaf.outcome == Outcome::Executed
+        && [
+            leaf.request_commitment,
+            leaf.result_commitment,
+            leaf.input_commitment,
+            leaf.output_commitment,
+        ] == expected.commitments;
+    if !matches {
+        return Err(ClientError::InvalidResponse(
+            "the result leaf does not record this execution".into(),
+        ));
+    }
+    merkle::verify_inclusion(
+        &audit.leaf,
+        audit.result_index,
+        checkpoint.size,
+        &digests(&audit.inclusion_proof)?,
+        &checkpoint.root,
+    )?;
+    Ok(signed)
+}
+
+fn digests(hashes: &[Vec<u8>]) -> Result<Vec<Digest>, ClientError> {
+    hashes
+        .iter()
+        .map(|hash| Digest::try_from(hash.as_slice()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| ClientError::InvalidResponse("a proof hash is not 32 bytes".into()))
+}
+
+/// Decodes a success body, or turns anything else into an error.
 fn parse<T: serde::de::DeserializeOwned>(
     status: StatusCode,
     expected: StatusCode,
     body: &[u8],
 ) -> Result<T, ClientError> {
-    if status == expected {
-        return serde_json::from_slice(body)
-            .map_err(|error| ClientError::InvalidResponse(error.to_string()));
+    if status != expected {
+        return Err(server_error(status, body));
     }
+    serde_json::from_slice(body).map_err(|error| ClientError::InvalidResponse(error.to_string()))
+}
+
+/// The §7 error body as [`ClientError::Server`].
+fn server_error(status: StatusCode, body: &[u8]) -> ClientError {
     match serde_json::from_slice::<api::ErrorBody>(body) {
-        Ok(error) => Err(ClientError::Server {
+        Ok(error) => ClientError::Server {
             status: status.as_u16(),
             code: error.error.code,
             message: error.error.message,
             request_commitment: error.request_commitment,
-        }),
-        Err(_) => Err(ClientError::InvalidResponse(format!(
-            "unexpected HTTP status {status}"
-        ))),
+        },
+        Err(_) => ClientError::InvalidResponse(format!("unexpected HTTP status {status}")),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use wasm_hypervisor_actors::auditor::store::StoreKind;
 use wasm_hypervisor_actors::sandbox::SandboxConfig;
 use wasm_hypervisor_actors::session::LimitsPolicy;
 use wasm_hypervisor_actors::supervisor::{SupervisorConfig, default_worker_threads};
@@ -17,6 +18,7 @@ use wasm_hypervisor_protocol::payload::Limits;
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub store: StoreKind,
     /// `None`: derived from the identity key's fingerprint.
     pub origin: Option<String>,
     pub worker_threads: usize,
@@ -31,6 +33,7 @@ impl ServerConfig {
         Self {
             listen,
             data_dir,
+            store: StoreKind::default(),
             origin: None,
             worker_threads: default_worker_threads(),
             supervisor: SupervisorConfig::default(),
@@ -63,6 +66,9 @@ pub struct ServeArgs {
     /// Directory for the identity key (and the audit log).
     #[arg(long, env = "WASM_HYPERVISOR_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Audit log store: `redb` (fsyncs every commit) or `sled` (see the README).
+    #[arg(long, env = "WASM_HYPERVISOR_STORE", default_value_t = StoreKind::default())]
+    pub store: StoreKind,
     /// Name of the signing key and log [default: wasm-hypervisor/<16 hex digits of the fingerprint>].
     #[arg(long, env = "WASM_HYPERVISOR_ORIGIN")]
     pub origin: Option<String>,
@@ -180,6 +186,7 @@ impl ServeArgs {
         Ok(ServerConfig {
             listen: self.listen,
             data_dir: self.data_dir,
+            store: self.store,
             origin: self.origin,
             worker_threads,
             supervisor: SupervisorConfig {

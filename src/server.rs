@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use actix::{Actor as _, Arbiter};
 use actix_web::{App, HttpServer, web};
+use wasm_hypervisor_actors::auditor::log::{AuditError, AuditLog};
+use wasm_hypervisor_actors::auditor::store::{self, StoreError, StoreKind};
+use wasm_hypervisor_actors::auditor::{Auditor, LogHealth};
 use wasm_hypervisor_actors::executor::WasmWorker;
 use wasm_hypervisor_actors::supervisor::Supervisor;
 use wasm_hypervisor_protocol::api::{self, SUITE};
@@ -18,6 +21,14 @@ use crate::identity_file::{self, IdentityFileError};
 pub enum ServerError {
     #[error("cannot load the identity key")]
     Identity(#[from] IdentityFileError),
+    #[error("cannot open the audit log")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] AuditError),
+    #[error(
+        "{dir} holds a {found} audit log; start with --store {found}, or move it away to start a new log"
+    )]
+    OtherStore { dir: String, found: StoreKind },
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -43,13 +54,16 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         hex::encode(identity_body.fingerprint),
         identity_body.origin
     );
+    let auditor = open_audit_log(&config, &identity, &identity_body.origin)?;
+    let auditor_addr = auditor.0.clone();
     let workers = WasmWorker::start_pool(config.worker_threads, config.limits, config.sandbox);
     let supervisor_config = config.supervisor.clone();
     let supervisor = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-        Supervisor::new(supervisor_config, identity, workers)
+        Supervisor::new(supervisor_config, identity, workers, auditor)
     });
     let state = web::Data::new(AppState {
         supervisor,
+        auditor: auditor_addr,
         identity: identity_body.clone(),
         max_request_bytes: config.supervisor.max_request_bytes,
     });
@@ -72,6 +86,42 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         server: http_server.run(),
         identity: identity_body,
     })
+}
+
+/// Opens and verifies the log, aborts what a crash cut off, and starts the auditor.
+fn open_audit_log(
+    config: &ServerConfig,
+    identity: &Arc<IdentityKey>,
+    origin: &str,
+) -> Result<(actix::Addr<Auditor>, LogHealth), ServerError> {
+    // A log of the other kind must not be silently replaced by an empty one.
+    for other in StoreKind::ALL
+        .into_iter()
+        .filter(|kind| *kind != config.store)
+    {
+        if other.location(&config.data_dir).exists()
+            && !config.store.location(&config.data_dir).exists()
+        {
+            return Err(ServerError::OtherStore {
+                dir: config.data_dir.display().to_string(),
+                found: other,
+            });
+        }
+    }
+    let store = store::open(config.store, &config.data_dir)?;
+    let (log, aborted) = AuditLog::open(store, Arc::clone(identity), origin.to_owned())?;
+    for session_id in &aborted {
+        log::warn!(
+            "session {} was cut off by a restart; logged as aborted",
+            wasm_hypervisor_protocol::api::uuid_text(session_id)
+        );
+    }
+    log::info!(
+        "audit log ({}) verified: {} leaves",
+        config.store,
+        log.size()
+    );
+    Ok(Auditor::start_with(log))
 }
 
 fn identity_body(identity: &IdentityKey, origin: Option<&str>) -> api::Identity {

@@ -1,6 +1,8 @@
 //! The actors' errors: every way a session request can fail, in the terms of PROTOCOL.md §7.
 
 use wasm_hypervisor_protocol::api::ErrorCode;
+
+use crate::auditor::log::AuditError;
 use wasm_hypervisor_protocol::commitment::Digest;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,12 +31,32 @@ pub enum Error {
     Internal { request_commitment: Digest },
     #[error("the daemon stopped before the session ended")]
     Aborted { request_commitment: Digest },
+    /// An audit query out of range; the message says which rule it breaks.
+    #[error("{0}")]
+    AuditQuery(&'static str),
+    /// The audit log failed; the daemon's log has the cause.
+    #[error("the audit log is unavailable")]
+    LogUnavailable,
+}
+
+impl From<AuditError> for Error {
+    fn from(error: AuditError) -> Self {
+        match error {
+            AuditError::BadQuery(reason) => Self::AuditQuery(reason),
+            error => {
+                log::error!("audit log: {error}");
+                Self::LogUnavailable
+            }
+        }
+    }
 }
 
 impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadClientNonce | Self::Malformed(_) => ErrorCode::MalformedRequest,
+            Self::BadClientNonce | Self::Malformed(_) | Self::AuditQuery(_) => {
+                ErrorCode::MalformedRequest
+            }
             Self::SessionNotFound => ErrorCode::SessionNotFound,
             Self::SessionExpired => ErrorCode::SessionExpired,
             Self::SessionUsed => ErrorCode::SessionUsed,
@@ -42,7 +64,7 @@ impl Error {
             Self::Overloaded { .. } => ErrorCode::Overloaded,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::UnsealFailed { .. } => ErrorCode::UnsealFailed,
-            Self::Internal { .. } => ErrorCode::Internal,
+            Self::Internal { .. } | Self::LogUnavailable => ErrorCode::Internal,
             Self::Aborted { .. } => ErrorCode::Aborted,
         }
     }

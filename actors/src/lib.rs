@@ -1,6 +1,7 @@
 //! wasm-hypervisor's actors: the supervisor (sessions and admission), one executor per session
 //! with the wasm worker pool and sandbox it runs on. Nothing here knows about HTTP.
 
+pub mod auditor;
 pub mod error;
 pub mod executor;
 pub mod sandbox;

@@ -11,12 +11,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use uuid::Uuid;
 use wasm_hypervisor_protocol::announcement::{Announcement, TBS_LEN};
-use wasm_hypervisor_protocol::commitment::{self, Digest};
+use wasm_hypervisor_protocol::commitment::{self, ABSENT, Digest};
 use wasm_hypervisor_protocol::encoding::hex_decode;
 use wasm_hypervisor_protocol::identity::IdentityKey;
+use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
 use wasm_hypervisor_protocol::sealing::{HEADER, MIN_REQUEST_LEN, SessionKeyPair};
 use zeroize::Zeroizing;
 
+use crate::auditor::log::unix_millis;
+use crate::auditor::{Append, Appended, Ask, Auditor, LogHealth, SessionEntries};
 use crate::error::Error;
 use crate::executor::{Executor, WasmWorker};
 use crate::os_random;
@@ -61,6 +64,8 @@ pub struct Supervisor {
     config: SupervisorConfig,
     identity: Arc<IdentityKey>,
     workers: Addr<WasmWorker>,
+    auditor: Addr<Auditor>,
+    log_health: LogHealth,
     sessions: HashMap<Uuid, Session>,
     pending_executions: usize,
 }
@@ -94,11 +99,14 @@ impl Supervisor {
         config: SupervisorConfig,
         identity: Arc<IdentityKey>,
         workers: Addr<WasmWorker>,
+        (auditor, log_health): (Addr<Auditor>, LogHealth),
     ) -> Self {
         Self {
             config,
             identity,
             workers,
+            auditor,
+            log_health,
             sessions: HashMap::new(),
             pending_executions: 0,
         }
@@ -132,7 +140,8 @@ impl Supervisor {
         let client_nonce = hex_decode::<32>(client_nonce)
             .filter(|nonce| *nonce != [0; 32])
             .ok_or(Error::BadClientNonce)?;
-        if self.open_sessions() >= self.config.max_open_sessions {
+        // Without a writable log nothing could be committed: fail closed.
+        if !self.log_health.is_writable() || self.open_sessions() >= self.config.max_open_sessions {
             return Err(Error::Overloaded {
                 retry_after_secs: RETRY_AFTER_SECS,
             });
@@ -235,36 +244,62 @@ impl Supervisor {
         Ok((session_id, job))
     }
 
-    fn finish(
-        &mut self,
-        session_id: Uuid,
-        request_commitment: Digest,
-        finished: Finished,
-    ) -> Result<Receipt, Error> {
+    /// Records how a consumed session ended and decides its answer.
+    fn finish(&mut self, session_id: Uuid, ended: Ended) -> Result<Receipt, Error> {
         self.pending_executions -= 1;
-        let result = match finished {
-            Finished::Sealed(sealed) => {
+        let Ended {
+            request_commitment,
+            request_index,
+            finished,
+            result,
+        } = ended;
+        let result = match (finished, result) {
+            (Finished::Sealed(sealed), Some(Ok(appended))) => {
                 log::info!(
-                    "session {session_id} executed: status={} request_commitment={} result_commitment={}",
+                    "session {session_id} executed: status={} request_index={} result_index={} request_commitment={} result_commitment={} input_commitment={} output_commitment={}",
                     sealed.status.as_str(),
+                    request_index.unwrap_or_default(),
+                    appended.entry.index,
                     hex::encode(request_commitment),
                     hex::encode(sealed.result_commitment),
+                    hex::encode(sealed.input_commitment),
+                    hex::encode(sealed.output_commitment),
                 );
                 Ok(Receipt {
                     session_id,
                     request_commitment,
                     sealed: Arc::new(*sealed),
+                    audit: AuditProof {
+                        request_index: request_index.unwrap_or_default(),
+                        result_index: appended.entry.index,
+                        leaf: appended.entry.leaf,
+                        inclusion_proof: appended.entry.inclusion_proof,
+                        checkpoint: appended.checkpoint,
+                    },
                 })
             }
-            Finished::UnsealFailed => {
+            (Finished::UnsealFailed, Some(Ok(appended))) => {
                 log::info!(
-                    "session {session_id} unseal_failed: request_commitment={}",
+                    "session {session_id} unseal_failed: request_index={} result_index={} request_commitment={}",
+                    request_index.unwrap_or_default(),
+                    appended.entry.index,
                     hex::encode(request_commitment)
                 );
                 Err(Error::UnsealFailed { request_commitment })
             }
-            Finished::Internal(reason) => {
-                log::error!("session {session_id} internal error: {reason}");
+            (finished, result) => {
+                let why = match (&finished, result) {
+                    (_, None) => "its request leaf could not be logged".to_owned(),
+                    (_, Some(Err(error))) => {
+                        format!("its result leaf could not be logged: {error}")
+                    }
+                    (Finished::Internal(reason), Some(Ok(_))) => (*reason).to_owned(),
+                    _ => unreachable!("the arms above take every other combination"),
+                };
+                log::error!(
+                    "session {session_id} internal: {why}; request_commitment={}",
+                    hex::encode(request_commitment)
+                );
                 Err(Error::Internal { request_commitment })
             }
         };
@@ -275,6 +310,75 @@ impl Supervisor {
             };
         }
         result
+    }
+}
+
+/// How a consumed session ended, with what the log made of it.
+struct Ended {
+    request_commitment: Digest,
+    /// `None` if the request leaf could not be logged (then nothing ran).
+    request_index: Option<u64>,
+    finished: Finished,
+    /// The result leaf, `None` if there was no request leaf to answer.
+    result: Option<Result<Appended, crate::auditor::log::AuditError>>,
+}
+
+/// Logs the request leaf, runs the job, logs the result leaf: a program runs only once its
+/// request is durable, and nobody hears of its end before that is durable too.
+async fn run_logged(
+    session_id: Uuid,
+    job: Job,
+    auditor: Addr<Auditor>,
+    workers: Addr<WasmWorker>,
+) -> Ended {
+    let request_commitment = job.request_commitment;
+    let request = auditor
+        .send(Append(Leaf::Request(RequestLeaf {
+            session_id: *session_id.as_bytes(),
+            time_ms: unix_millis(),
+            announcement_hash: job.announcement_hash,
+            request_commitment,
+        })))
+        .await;
+    let Ok(Ok(request)) = request else {
+        return Ended {
+            request_commitment,
+            request_index: None,
+            finished: Finished::Internal("the request leaf could not be logged"),
+            result: None,
+        };
+    };
+    let finished = Executor::spawn(job, workers)
+        .await
+        .unwrap_or(Finished::Internal("the executor stopped early"));
+    let (outcome, result_commitment, input_commitment, output_commitment) = match &finished {
+        Finished::Sealed(sealed) => (
+            Outcome::Executed,
+            sealed.result_commitment,
+            sealed.input_commitment,
+            sealed.output_commitment,
+        ),
+        Finished::UnsealFailed => (Outcome::UnsealFailed, ABSENT, ABSENT, ABSENT),
+        Finished::Internal(_) => (Outcome::Internal, ABSENT, ABSENT, ABSENT),
+    };
+    let result = auditor
+        .send(Append(Leaf::Result(ResultLeaf {
+            session_id: *session_id.as_bytes(),
+            time_ms: unix_millis(),
+            request_index: request.entry.index,
+            outcome,
+            request_commitment,
+            result_commitment,
+            input_commitment,
+            output_commitment,
+        })))
+        .await
+        .unwrap_or(Err(crate::auditor::log::AuditError::Unavailable));
+    Ended {
+        request_commitment,
+        request_index: Some(request.entry.index),
+        finished,
+        result: Some(result),
     }
 }
 
@@ -336,6 +440,19 @@ pub struct Receipt {
     pub session_id: Uuid,
     pub request_commitment: Digest,
     pub sealed: Arc<Sealed>,
+    pub audit: AuditProof,
+}
+
+/// The execute response's `audit` object (§5).
+#[derive(Debug, Clone)]
+pub struct AuditProof {
+    pub request_index: u64,
+    pub result_index: u64,
+    /// The result leaf.
+    pub leaf: Vec<u8>,
+    pub inclusion_proof: Vec<Digest>,
+    /// Covers the result leaf; the proof is against it.
+    pub checkpoint: String,
 }
 
 impl Handler<Execute> for Supervisor {
@@ -346,17 +463,11 @@ impl Handler<Execute> for Supervisor {
             Ok(consumed) => consumed,
             Err(error) => return Box::pin(actix::fut::ready(Err(error))),
         };
-        let request_commitment = job.request_commitment;
         self.pending_executions += 1;
-        let finished = Executor::spawn(job, self.workers.clone());
+        let run = run_logged(session_id, job, self.auditor.clone(), self.workers.clone());
         Box::pin(
-            finished
-                .into_actor(self)
-                .map(move |finished, supervisor, _| {
-                    let finished =
-                        finished.unwrap_or(Finished::Internal("the executor stopped early"));
-                    supervisor.finish(session_id, request_commitment, finished)
-                }),
+            run.into_actor(self)
+                .map(move |ended, supervisor, _| supervisor.finish(session_id, ended)),
         )
     }
 }
@@ -374,16 +485,45 @@ pub enum ResultState {
 }
 
 impl Handler<GetResult> for Supervisor {
-    type Result = Result<ResultState, Error>;
+    type Result = ResponseFuture<Result<ResultState, Error>>;
 
     fn handle(&mut self, message: GetResult, _: &mut Self::Context) -> Self::Result {
-        let session_id = parse_session_id(&message.session_id)?;
-        match self.sessions.get(&session_id).map(|session| &session.state) {
-            Some(State::Running) => Ok(ResultState::Running(session_id)),
-            Some(State::Done { result, .. }) => result.clone().map(ResultState::Finished),
-            _ => Err(Error::SessionNotFound),
-        }
+        let answer = match parse_session_id(&message.session_id) {
+            Err(error) => Err(error),
+            Ok(session_id) => match self.sessions.get(&session_id).map(|session| &session.state) {
+                Some(State::Running) => Ok(ResultState::Running(session_id)),
+                Some(State::Done { result, .. }) => result.clone().map(ResultState::Finished),
+                Some(State::Open { .. } | State::Expired { .. }) => Err(Error::SessionNotFound),
+                None => return Box::pin(aborted_before_restart(session_id, self.auditor.clone())),
+            },
+        };
+        Box::pin(async move { answer })
     }
+}
+
+/// A session this daemon does not know may have been cut off by a restart: the log says so.
+async fn aborted_before_restart(
+    session_id: Uuid,
+    auditor: Addr<Auditor>,
+) -> Result<ResultState, Error> {
+    let Ok(Ok(proven)) = auditor
+        .send(Ask(SessionEntries(*session_id.as_bytes())))
+        .await
+    else {
+        return Err(Error::SessionNotFound);
+    };
+    proven
+        .entries
+        .iter()
+        .find_map(|entry| match Leaf::decode(&entry.leaf) {
+            Ok(Leaf::Result(leaf)) if leaf.outcome == Outcome::Aborted => {
+                Some(Err(Error::Aborted {
+                    request_commitment: leaf.request_commitment,
+                }))
+            }
+            _ => None,
+        })
+        .unwrap_or(Err(Error::SessionNotFound))
 }
 
 /// Only the canonical lowercase form names a session, so one session has one URL.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{base64_bytes, hex32};
+use crate::encoding::{base64_bytes, base64_list, hex32};
 
 /// `GET /identity`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -62,6 +62,99 @@ pub struct Executed {
     pub result_commitment: [u8; 32],
     #[serde(with = "base64_bytes")]
     pub sealed_result: Vec<u8>,
+    pub audit: Audit,
+}
+
+/// The execute response's `audit` object (§5): the result leaf, its proof and the checkpoint
+/// the proof is against.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Audit {
+    pub request_index: u64,
+    pub result_index: u64,
+    #[serde(with = "base64_bytes")]
+    pub leaf: Vec<u8>,
+    #[serde(with = "base64_list")]
+    pub inclusion_proof: Vec<Vec<u8>>,
+    pub checkpoint: String,
+}
+
+/// `GET /audit/{session_id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionAudit {
+    pub session_id: String,
+    pub entries: Vec<AuditEntry>,
+    pub checkpoint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub index: u64,
+    #[serde(with = "base64_bytes")]
+    pub leaf: Vec<u8>,
+    /// The leaf decoded, hashes in hex (informative: verifiers use `leaf`).
+    pub record: serde_json::Value,
+    #[serde(with = "base64_list")]
+    pub inclusion_proof: Vec<Vec<u8>>,
+}
+
+/// `GET /audit/consistency`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Consistency {
+    pub old: u64,
+    pub new: u64,
+    #[serde(with = "base64_list")]
+    pub proof: Vec<Vec<u8>>,
+}
+
+/// `GET /audit/entries`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entries {
+    pub entries: Vec<LeafAt>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeafAt {
+    pub index: u64,
+    #[serde(with = "base64_bytes")]
+    pub leaf: Vec<u8>,
+}
+
+/// A leaf as the `record` of §6: the field names of the layout, hashes in hex.
+pub fn leaf_record(leaf: &crate::leaf::Leaf) -> serde_json::Value {
+    use crate::leaf::Leaf;
+    match leaf {
+        Leaf::Request(leaf) => serde_json::json!({
+            "kind": "request",
+            "session_id": uuid_text(&leaf.session_id),
+            "time_ms": leaf.time_ms,
+            "announcement_hash": hex::encode(leaf.announcement_hash),
+            "request_commitment": hex::encode(leaf.request_commitment),
+        }),
+        Leaf::Result(leaf) => serde_json::json!({
+            "kind": "result",
+            "session_id": uuid_text(&leaf.session_id),
+            "time_ms": leaf.time_ms,
+            "request_index": leaf.request_index,
+            "outcome": leaf.outcome.as_str(),
+            "request_commitment": hex::encode(leaf.request_commitment),
+            "result_commitment": hex::encode(leaf.result_commitment),
+            "input_commitment": hex::encode(leaf.input_commitment),
+            "output_commitment": hex::encode(leaf.output_commitment),
+        }),
+    }
+}
+
+/// The lowercase 8-4-4-4-12 form of a session id's 16 bytes.
+pub fn uuid_text(bytes: &[u8; 16]) -> String {
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// `202` of `GET /sessions/{id}/result` while the execution runs.

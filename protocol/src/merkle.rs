@@ -252,6 +252,46 @@ fn range_hash<L: SubtreeHashes + ?Sized>(
     Ok(folded.expect("proof nodes and roots cover at least one leaf"))
 }
 
+/// A whole tree held in memory, grown leaf by leaf: for recomputing a log from its leaves (on
+/// start-up, or by an auditor that downloaded every entry).
+#[derive(Debug, Default)]
+pub struct MemoryTree {
+    subtrees: std::collections::HashMap<(u8, u64), Digest>,
+    size: u64,
+}
+
+impl MemoryTree {
+    /// Appends leaves by their hashes; returns the subtrees they complete.
+    pub fn push(&mut self, leaf_hashes: &[Digest]) -> Result<Vec<Subtree>, ProofError<Error>> {
+        let new = new_subtrees(self.size, leaf_hashes, self)?;
+        self.subtrees.extend(
+            new.iter()
+                .map(|&(level, index, hash)| ((level, index), hash)),
+        );
+        self.size += leaf_hashes.len() as u64;
+        Ok(new)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn root(&self) -> Digest {
+        root(self.size, self).expect("every subtree of a pushed tree is held")
+    }
+}
+
+impl SubtreeHashes for MemoryTree {
+    type Error = Error;
+
+    fn subtree_hash(&self, level: u8, index: u64) -> Result<Digest, Error> {
+        self.subtrees
+            .get(&(level, index))
+            .copied()
+            .ok_or(Error::Checkpoint("no such subtree in the tree"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
@@ -624,5 +664,20 @@ mod tests {
         verify_consistency(3, 3, &root, &root, &[]).unwrap();
         assert!(verify_consistency(3, 3, &root, &[8; 32], &[]).is_err());
         assert!(verify_consistency(3, 3, &root, &root, &[root]).is_err());
+    }
+
+    #[test]
+    fn memory_tree_roots_match_the_rfc_at_every_size() {
+        let leaves = leaves(40);
+        let reference = Reference::new(&leaves);
+        let mut tree = MemoryTree::default();
+        assert_eq!(tree.root(), empty_root());
+        for (size, leaf) in (1..).zip(&leaves) {
+            tree.push(&[leaf_hash(leaf)]).unwrap();
+            assert_eq!(
+                (tree.size(), tree.root()),
+                (size, reference.mth[0][size as usize])
+            );
+        }
     }
 }

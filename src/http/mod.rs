@@ -3,24 +3,31 @@
 
 mod error;
 
+use std::collections::HashMap;
+
 use actix::Addr;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::DateTime;
 use futures_util::StreamExt as _;
 use wasm_hypervisor_actors::Error;
+use wasm_hypervisor_actors::auditor::{
+    Ask, Auditor, ConsistencyProof, LatestCheckpoint, LeafRange, Question, SessionEntries,
+};
 use wasm_hypervisor_actors::supervisor::{
     CreateSession, Execute, GetResult, Receipt, RequestBody, ResultState, Supervisor,
 };
 use wasm_hypervisor_protocol::api::{
     self, OCTET_STREAM_CONTENT_TYPE, SEALED_REQUEST_CONTENT_TYPE, TICKET_HEADER,
 };
+use wasm_hypervisor_protocol::leaf::Leaf;
 
 pub use error::ApiError;
 
 /// Shared by every handler.
 pub struct AppState {
     pub supervisor: Addr<Supervisor>,
+    pub auditor: Addr<Auditor>,
     pub identity: api::Identity,
     pub max_request_bytes: usize,
 }
@@ -37,7 +44,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::post().to(create_session)),
         )
         .route("/sessions/{session_id}/execute", web::post().to(execute))
-        .route("/sessions/{session_id}/result", web::get().to(result));
+        .route("/sessions/{session_id}/result", web::get().to(result))
+        .route("/audit/checkpoint", web::get().to(audit_checkpoint))
+        .route("/audit/consistency", web::get().to(audit_consistency))
+        .route("/audit/entries", web::get().to(audit_entries))
+        .route("/audit/{session_id}", web::get().to(audit_session));
 }
 
 async fn identity(state: web::Data<AppState>) -> HttpResponse {
@@ -131,12 +142,115 @@ async fn result(
     })
 }
 
+async fn ask<Q: Question>(state: &AppState, question: Q) -> Result<Q::Answer, ApiError> {
+    Ok(state
+        .auditor
+        .send(Ask(question))
+        .await?
+        .map_err(Error::from)?)
+}
+
+async fn audit_checkpoint(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let note = ask(&state, LatestCheckpoint).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(note))
+}
+
+/// A query parameter that must be a decimal u64.
+fn number(
+    query: &HashMap<String, String>,
+    name: &'static str,
+    problem: &'static str,
+) -> Result<u64, ApiError> {
+    query
+        .get(name)
+        .and_then(|value| value.parse().ok())
+        .ok_or(ApiError(Error::AuditQuery(problem)))
+}
+
+async fn audit_consistency(
+    state: web::Data<AppState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let old = number(&query, "old", "`old` must be a number")?;
+    let new = number(&query, "new", "`new` must be a number")?;
+    let proof = ask(&state, ConsistencyProof { old, new }).await?;
+    Ok(HttpResponse::Ok().json(api::Consistency {
+        old,
+        new,
+        proof: proof.iter().map(|hash| hash.to_vec()).collect(),
+    }))
+}
+
+async fn audit_entries(
+    state: web::Data<AppState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let start = number(&query, "start", "`start` must be a number")?;
+    let end = number(&query, "end", "`end` must be a number")?;
+    let entries = ask(&state, LeafRange { start, end }).await?;
+    Ok(HttpResponse::Ok().json(api::Entries {
+        entries: entries
+            .into_iter()
+            .map(|(index, leaf)| api::LeafAt { index, leaf })
+            .collect(),
+    }))
+}
+
+async fn audit_session(
+    state: web::Data<AppState>,
+    session_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let session_id = uuid::Uuid::parse_str(&session_id)
+        .ok()
+        .filter(|id| id.hyphenated().to_string() == *session_id)
+        .ok_or(ApiError(Error::SessionNotFound))?;
+    let proven = ask(&state, SessionEntries(*session_id.as_bytes())).await?;
+    if proven.entries.is_empty() {
+        return Err(ApiError(Error::SessionNotFound));
+    }
+    let entries = proven
+        .entries
+        .into_iter()
+        .map(|entry| api::AuditEntry {
+            index: entry.index,
+            record: Leaf::decode(&entry.leaf)
+                .map(|leaf| api::leaf_record(&leaf))
+                .unwrap_or_default(),
+            leaf: entry.leaf,
+            inclusion_proof: entry
+                .inclusion_proof
+                .iter()
+                .map(|hash| hash.to_vec())
+                .collect(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(api::SessionAudit {
+        session_id: session_id.hyphenated().to_string(),
+        entries,
+        checkpoint: proven.checkpoint,
+    }))
+}
+
 fn executed(receipt: &Receipt) -> api::Executed {
+    let audit = &receipt.audit;
     api::Executed {
         session_id: receipt.session_id.hyphenated().to_string(),
         outcome: "executed".to_owned(),
         request_commitment: receipt.request_commitment,
         result_commitment: receipt.sealed.result_commitment,
         sealed_result: receipt.sealed.enc_response.clone(),
+        audit: api::Audit {
+            request_index: audit.request_index,
+            result_index: audit.result_index,
+            leaf: audit.leaf.clone(),
+            inclusion_proof: audit
+                .inclusion_proof
+                .iter()
+                .map(|hash| hash.to_vec())
+                .collect(),
+            checkpoint: audit.checkpoint.clone(),
+        },
     }
 }

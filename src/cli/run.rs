@@ -1,55 +1,25 @@
-//! The `wasm-hypervisor` command line: `serve` runs the daemon, `run` is its client.
+//! `wasm-hypervisor run`: seals a program to the daemon, verifies everything that comes back
+//! (commitments, the audit proof, consistency with the last trusted checkpoint), and prints the
+//! program's output.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use wasm_hypervisor_protocol::encoding::{base64_decode, base64_encode};
-use wasm_hypervisor_protocol::identity::IdentityPublicKey;
+use wasm_hypervisor_protocol::encoding::base64_encode;
 use wasm_hypervisor_protocol::payload::{RequestPayload, RequestedLimits, ReturnValue, Status};
 
-use crate::client::{Client, Execution, PinnedIdentity};
-use crate::config::ServeArgs;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "wasm-hypervisor",
-    version,
-    about = "Runs sealed WebAssembly programs and commits to every request and result"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the daemon.
-    Serve(ServeArgs),
-    /// Seal a program to the daemon, run it, verify the answer and print the program's output.
-    ///
-    /// Exits with the program's exit code, 125 if the program did not run to completion
-    /// (trap, timeout, a limit, an invalid module, …), and 1 if the client, the daemon or a
-    /// verification failed.
-    Run(RunArgs),
-}
+use super::trust::Trust;
+use super::{CliResult, ClientArgs};
+use crate::client::{Client, Execution};
 
 #[derive(Debug, clap::Args)]
-struct RunArgs {
+pub struct RunArgs {
     /// The program: a `.wasm` module, or a `.wat` text module compiled here.
     program: PathBuf,
     /// Arguments for the program (`argv[1..]`).
     #[arg(last = true)]
     args: Vec<String>,
-    /// The daemon's base URL.
-    #[arg(
-        long,
-        env = "WASM_HYPERVISOR_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
     /// File to feed the program as stdin.
     #[arg(long)]
     stdin: Option<PathBuf>,
@@ -71,12 +41,15 @@ struct RunArgs {
     /// Output limit (stdout + stderr) in bytes.
     #[arg(long)]
     output: Option<u64>,
-    /// Print the whole decoded result and its commitments as JSON.
+    /// Print the whole decoded result, its commitments and their openings as JSON.
     #[arg(long)]
     json: bool,
-    /// Where pinned server identities are kept (trust on first use).
-    #[arg(long, env = "WASM_HYPERVISOR_CLIENT_DIR", default_value_os_t = default_client_dir())]
-    client_dir: PathBuf,
+    /// Directory to keep `<session>.announcement`, `.request` and `.response` in: the bytes an
+    /// auditor needs to recompute the wire commitments (`audit --save-dir`).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -86,52 +59,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got `{text}`"))
 }
 
-fn default_client_dir() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(
-        || PathBuf::from(".wasm-hypervisor"),
-        |home| Path::new(&home).join(".wasm-hypervisor"),
-    )
-}
-
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
-    let result = actix_rt::System::new().block_on(async move {
-        match cli.command {
-            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
-            Command::Run(args) => run(args).await,
-        }
-    });
-    result.unwrap_or_else(|error| {
-        eprintln!("wasm-hypervisor: {}", error_chain(error.as_ref()));
-        ExitCode::FAILURE
-    })
-}
-
-/// `error: cause: cause…`, so no reason is lost.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-async fn serve(args: ServeArgs) -> CliResult<()> {
-    let config = args.into_config()?;
-    let running = crate::server::start(config)?;
-    running.server.await?;
-    Ok(())
-}
-
-async fn run(args: RunArgs) -> CliResult<ExitCode> {
+pub async fn run(args: RunArgs) -> CliResult<ExitCode> {
     let payload = RequestPayload {
         wasm: read_program(&args.program)?,
         entry: args.entry.clone(),
@@ -150,13 +78,14 @@ async fn run(args: RunArgs) -> CliResult<ExitCode> {
         },
         seed: Some(os_seed()?),
     };
-    let client = Client::new(&args.server);
-    let pinned = pin_identity(&args.client_dir, &args.server, client.identity().await?)?;
-    let execution = client.execute(&pinned, &payload).await?;
-    if !execution.audited {
-        eprintln!(
-            "wasm-hypervisor: note: the response carried no audit proof; its commitments were checked, but the daemon has no audit log yet"
-        );
+    let client = Client::new(&args.client.server);
+    let mut trust = Trust::load(&args.client.client_dir, &args.client.server)?;
+    let pinned = trust.pin(client.identity().await?)?;
+    let trusted = trust.checkpoint(&pinned)?;
+    let execution = client.execute(&pinned, &payload, trusted.as_ref()).await?;
+    trust.remember(&pinned, &execution.checkpoint)?;
+    if let Some(dir) = &args.save {
+        save(dir, &execution)?;
     }
     if args.json {
         let mut json = serde_json::to_vec_pretty(&execution_json(&execution))?;
@@ -179,6 +108,20 @@ async fn run(args: RunArgs) -> CliResult<ExitCode> {
     })
 }
 
+fn save(dir: &Path, execution: &Execution) -> CliResult<()> {
+    fs::create_dir_all(dir)?;
+    for (extension, bytes) in [
+        ("announcement", &execution.tbs),
+        ("request", &execution.enc_request),
+        ("response", &execution.enc_response),
+    ] {
+        let path = dir.join(format!("{}.{extension}", execution.session_id));
+        fs::write(&path, bytes)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// A reader that stopped early (`| head`) is not an error of the run.
 fn write_ignoring_closed_pipe(out: &mut impl std::io::Write, bytes: &[u8]) -> std::io::Result<()> {
     match out.write_all(bytes).and_then(|()| out.flush()) {
@@ -191,9 +134,9 @@ fn read_program(path: &Path) -> CliResult<Vec<u8>> {
     let bytes =
         fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
     if path.extension().is_some_and(|extension| extension == "wat") {
-        return Ok(wat::parse_bytes(&bytes)
-            .map_err(|error| format!("{}: {error}", path.display()))?
-            .into_owned());
+        let wasm =
+            wat::parse_bytes(&bytes).map_err(|error| format!("{}: {error}", path.display()))?;
+        return Ok(wasm.into_owned());
     }
     Ok(bytes)
 }
@@ -203,51 +146,6 @@ fn os_seed() -> CliResult<[u8; 32]> {
     getrandom::fill(&mut seed)
         .map_err(|error| format!("the OS random number generator failed: {error}"))?;
     Ok(seed)
-}
-
-/// Trust on first use: the first identity seen for a server is kept and required from then on.
-fn pin_identity(
-    client_dir: &Path,
-    server: &str,
-    seen: PinnedIdentity,
-) -> CliResult<PinnedIdentity> {
-    let path = client_dir.join("known-servers.json");
-    let mut known: BTreeMap<String, (String, String)> = match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|error| format!("{} is corrupt: {error}", path.display()))?,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-        Err(error) => return Err(format!("cannot read {}: {error}", path.display()).into()),
-    };
-    if let Some((origin, key)) = known.get(server) {
-        let key = base64_decode(key)
-            .and_then(|key| IdentityPublicKey::from_sec1(&key).ok())
-            .ok_or_else(|| format!("{} holds an invalid key for {server}", path.display()))?;
-        let pinned = PinnedIdentity {
-            origin: origin.clone(),
-            key,
-        };
-        if pinned != seen {
-            return Err(format!(
-                "the identity of {server} changed (pinned {} in {}); refusing to continue",
-                pinned.origin,
-                path.display()
-            )
-            .into());
-        }
-        return Ok(pinned);
-    }
-    known.insert(
-        server.to_owned(),
-        (seen.origin.clone(), base64_encode(&seen.key.sec1())),
-    );
-    fs::create_dir_all(client_dir)?;
-    fs::write(&path, serde_json::to_vec_pretty(&known)?)?;
-    eprintln!(
-        "wasm-hypervisor: pinned {server} as {} (fingerprint {})",
-        seen.origin,
-        hex::encode(seen.key.fingerprint())
-    );
-    Ok(seen)
 }
 
 fn execution_json(execution: &Execution) -> serde_json::Value {
@@ -282,7 +180,11 @@ fn execution_json(execution: &Execution) -> serde_json::Value {
         "engine": output.engine,
         "server_seed": hex::encode(output.server_seed),
         "random_seed": hex::encode(output.random_seed),
-        "audited": execution.audited,
+        "audit": {
+            "request_index": execution.request_index,
+            "result_index": execution.result_index,
+            "checkpoint": execution.checkpoint.note,
+        },
         "commitments": {
             "announcement_hash": hex::encode(wasm_hypervisor_protocol::commitment::h3(&execution.tbs)),
             "request": hex::encode(execution.request_commitment),

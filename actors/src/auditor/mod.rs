@@ -1,0 +1,252 @@
+//! The auditor actor: the only way into the audit log. It group-commits: leaves that arrive
+//! while a batch is being written wait together and go into the next batch, one durable
+//! transaction with the tree nodes they complete and the checkpoint that covers them, and
+//! nobody is answered before their leaf is durable.
+//!
+//! The log itself ([`log::AuditLog`]) lives on a dedicated thread ([`LogWriter`], a
+//! one-thread `SyncArbiter`), because storage calls block; queries go through the same thread,
+//! so every proof is against the checkpoint it is returned with. After a failed write the log
+//! fails closed: nothing more is appended, and [`LogHealth`] turns false so that the daemon
+//! stops admitting sessions and reports itself not ready.
+
+pub mod log;
+pub mod store;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use wasm_hypervisor_protocol::commitment::Digest;
+use wasm_hypervisor_protocol::leaf::Leaf;
+
+use self::log::{AuditError, AuditLog, Entry, Proven};
+
+/// Whether the log still accepts appends; shared with whoever must refuse work without it.
+#[derive(Debug, Clone)]
+pub struct LogHealth(Arc<AtomicBool>);
+
+impl LogHealth {
+    pub fn is_writable(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn fail(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// A durable leaf, its proof and the checkpoint the proof is against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub entry: Entry,
+    pub checkpoint: String,
+}
+
+type Reply = oneshot::Sender<Result<Appended, AuditError>>;
+
+pub struct Auditor {
+    writer: Addr<LogWriter>,
+    queued: Vec<(Leaf, Reply)>,
+    writing: bool,
+    health: LogHealth,
+}
+
+impl Auditor {
+    /// Starts the writer thread with an opened log, and the auditor on an arbiter of its own.
+    pub fn start_with(log: AuditLog) -> (Addr<Self>, LogHealth) {
+        let health = LogHealth(Arc::new(AtomicBool::new(true)));
+        // The factory must be `Sync`; its one thread takes the log exactly once.
+        let log = Mutex::new(Some(log));
+        let writer = SyncArbiter::start_with_thread_builder(
+            1,
+            || std::thread::Builder::new().name("audit-log".into()),
+            move || LogWriter {
+                log: log.lock().ok().and_then(|mut log| log.take()),
+            },
+        );
+        let auditor_health = health.clone();
+        let auditor = Auditor::start_in_arbiter(&Arbiter::new().handle(), move |_| Auditor {
+            writer,
+            queued: Vec::new(),
+            writing: false,
+            health: auditor_health,
+        });
+        (auditor, health)
+    }
+
+    /// Writes everything queued as one batch, unless a batch is already being written: then
+    /// the queue waits for it and becomes the next batch.
+    fn write_queued(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.queued.is_empty() {
+            return;
+        }
+        let (leaves, replies): (Vec<Leaf>, Vec<Reply>) =
+            std::mem::take(&mut self.queued).into_iter().unzip();
+        if !self.health.is_writable() {
+            return reply_all(replies, Err(AuditError::Unavailable));
+        }
+        self.writing = true;
+        self.writer
+            .send(WriteBatch(leaves))
+            .into_actor(self)
+            .map(move |written, auditor, ctx| {
+                auditor.writing = false;
+                match written.unwrap_or(Err(AuditError::Unavailable)) {
+                    Ok(Proven {
+                        entries,
+                        checkpoint,
+                    }) => {
+                        for (reply, entry) in replies.into_iter().zip(entries) {
+                            let _ = reply.send(Ok(Appended {
+                                entry,
+                                checkpoint: checkpoint.clone(),
+                            }));
+                        }
+                    }
+                    Err(error) => {
+                        ::log::error!("audit log write failed, refusing further work: {error}");
+                        auditor.health.fail();
+                        reply_all(replies, Err(error));
+                    }
+                }
+                auditor.write_queued(ctx);
+            })
+            .spawn(ctx);
+    }
+}
+
+fn reply_all(replies: Vec<Reply>, result: Result<Appended, AuditError>) {
+    for reply in replies {
+        // A caller that went away needs no answer.
+        let _ = reply.send(result.clone());
+    }
+}
+
+impl Actor for Auditor {
+    type Context = Context<Self>;
+}
+
+/// Appends one leaf; answers once it is durable and covered by a checkpoint.
+#[derive(Message)]
+#[rtype(result = "Result<Appended, AuditError>")]
+pub struct Append(pub Leaf);
+
+impl Handler<Append> for Auditor {
+    type Result = ResponseFuture<Result<Appended, AuditError>>;
+
+    fn handle(&mut self, Append(leaf): Append, ctx: &mut Self::Context) -> Self::Result {
+        let (reply, appended) = oneshot::channel();
+        self.queued.push((leaf, reply));
+        self.write_queued(ctx);
+        Box::pin(async move { appended.await.unwrap_or(Err(AuditError::Unavailable)) })
+    }
+}
+
+/// A read-only question of §6, answered from the log on the log's own thread.
+pub trait Question: Send + 'static {
+    type Answer: Send + 'static;
+    fn answer(self, log: &AuditLog) -> Result<Self::Answer, AuditError>;
+}
+
+/// `GET /audit/{session_id}`: the session's leaves with proofs.
+pub struct SessionEntries(pub [u8; 16]);
+
+impl Question for SessionEntries {
+    type Answer = Proven;
+    fn answer(self, log: &AuditLog) -> Result<Proven, AuditError> {
+        log.session(&self.0)
+    }
+}
+
+/// `GET /audit/checkpoint`.
+pub struct LatestCheckpoint;
+
+impl Question for LatestCheckpoint {
+    type Answer = String;
+    fn answer(self, log: &AuditLog) -> Result<String, AuditError> {
+        Ok(log.checkpoint().to_owned())
+    }
+}
+
+/// `GET /audit/consistency`.
+pub struct ConsistencyProof {
+    pub old: u64,
+    pub new: u64,
+}
+
+impl Question for ConsistencyProof {
+    type Answer = Vec<Digest>;
+    fn answer(self, log: &AuditLog) -> Result<Vec<Digest>, AuditError> {
+        log.consistency(self.old, self.new)
+    }
+}
+
+/// `GET /audit/entries`.
+pub struct LeafRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Question for LeafRange {
+    type Answer = Vec<(u64, Vec<u8>)>;
+    fn answer(self, log: &AuditLog) -> Result<Self::Answer, AuditError> {
+        log.entries(self.start, self.end)
+    }
+}
+
+/// Asks the log a [`Question`].
+pub struct Ask<Q>(pub Q);
+
+impl<Q: Question> Message for Ask<Q> {
+    type Result = Result<Q::Answer, AuditError>;
+}
+
+impl<Q: Question> Handler<Ask<Q>> for Auditor {
+    type Result = ResponseFuture<Result<Q::Answer, AuditError>>;
+
+    fn handle(&mut self, ask: Ask<Q>, _: &mut Self::Context) -> Self::Result {
+        let answer = self.writer.send(ask);
+        Box::pin(async move { answer.await.unwrap_or(Err(AuditError::Unavailable)) })
+    }
+}
+
+/// The thread that owns the log.
+pub struct LogWriter {
+    log: Option<AuditLog>,
+}
+
+impl LogWriter {
+    fn log(&mut self) -> Result<&mut AuditLog, AuditError> {
+        self.log.as_mut().ok_or(AuditError::Unavailable)
+    }
+}
+
+impl Actor for LogWriter {
+    type Context = SyncContext<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Proven, AuditError>")]
+struct WriteBatch(Vec<Leaf>);
+
+impl Handler<WriteBatch> for LogWriter {
+    type Result = Result<Proven, AuditError>;
+
+    fn handle(&mut self, WriteBatch(leaves): WriteBatch, _: &mut Self::Context) -> Self::Result {
+        let written = self.log()?.append(&leaves);
+        if written.is_err() {
+            // The store may hold a half-known state; no later write may build on it.
+            self.log = None;
+        }
+        written
+    }
+}
+
+impl<Q: Question> Handler<Ask<Q>> for LogWriter {
+    type Result = Result<Q::Answer, AuditError>;
+
+    fn handle(&mut self, Ask(question): Ask<Q>, _: &mut Self::Context) -> Self::Result {
+        question.answer(self.log()?)
+    }
+}

@@ -1,0 +1,648 @@
+//! The audit log's durable storage (PROTOCOL.md §6): leaves, the Merkle subtree hashes they
+//! complete, a by-session index and the latest signed checkpoint, behind one [`LogStore`] trait
+//! with a redb and a sled backend.
+//!
+//! The auditor actor commits in groups: one [`Batch`] carries every leaf that arrived while the
+//! previous batch was being written, the subtrees those leaves complete and the checkpoint
+//! that covers them, and [`LogStore::append`] makes all of it visible and durable together or
+//! not at all. The log size is stored explicitly and written in the same transaction, so it is
+//! the commit point: readers never see a leaf, subtree or index entry at or beyond it, and a
+//! batch whose `first_index` is not the current size is refused before anything is written,
+//! which is what keeps a confused caller from leaving a gap or overwriting history.
+//!
+//! Leaves and checkpoints are opaque bytes here; the auditor owns their encoding. Values read
+//! back are still checked (lengths, UTF-8, no holes below the size) and a mismatch is
+//! [`StoreError::Corrupt`], never a panic, because the file may have been damaged outside us.
+//!
+//! redb is the default: a redb 4 commit with `Durability::Immediate` (its default, which we also
+//! set explicitly) returns only after the file has been synced (`File::sync_data`, an
+//! fdatasync). sled 0.34 is kept as an alternative, but its `flush()` issues `sync_file_range`
+//! on Linux, which is not an fsync (sled issue #1452: data is not written durably), and its
+//! README says to prefer SQLite where reliability is the primary constraint; see the `sled`
+//! backend for the extra fsync we add.
+
+mod redb;
+mod sled;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// One durable append: everything becomes visible and durable together, or not at all.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// Must equal the store's current size, else [`StoreError::Conflict`].
+    pub first_index: u64,
+    /// Raw leaf bytes (90 or 163 bytes each; opaque to the store).
+    pub leaves: &'a [Vec<u8>],
+    /// `leaves[i]` belongs to `session_ids[i]`; feeds [`LogStore::session_indices`].
+    pub session_ids: &'a [[u8; 16]],
+    /// `(level, index, hash)` of the perfect subtrees this batch completes: the subtree
+    /// covering leaves `[index·2^level, (index+1)·2^level)` must end after `first_index` and
+    /// no later than the new size, so history is never rewritten.
+    pub subtrees: &'a [(u8, u64, [u8; 32])],
+    /// The signed note covering the new size. A batch without leaves only replaces it.
+    pub checkpoint: &'a str,
+}
+
+pub trait LogStore: Send + 'static {
+    /// Number of leaves in the log.
+    fn size(&self) -> Result<u64, StoreError>;
+    /// Writes the batch in one transaction; durable on return.
+    fn append(&mut self, batch: &Batch<'_>) -> Result<(), StoreError>;
+    /// `None` at or beyond the size.
+    fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Leaves `[start, end)`, with `end` clamped to the size; empty if `start` is not below it.
+    /// The caller bounds the range: this allocates whatever it is asked for.
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// `None` if the subtree does not fit in the log's size or was never stored.
+    fn subtree(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>, StoreError>;
+    /// Indices of the session's leaves, ascending.
+    fn session_indices(&self, session_id: &[u8; 16]) -> Result<Vec<u64>, StoreError>;
+    /// The latest checkpoint, `None` before the first append.
+    fn checkpoint(&self) -> Result<Option<String>, StoreError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("audit log I/O failed: {0}")]
+    Io(String),
+    #[error("audit log storage failed: {0}")]
+    Backend(String),
+    /// `expected` is the store's size, `got` the batch's `first_index`.
+    #[error("the batch starts at leaf {got} but the log has {expected} leaves")]
+    Conflict { expected: u64, got: u64 },
+    /// A caller bug; nothing was written.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(&'static str),
+    #[error("the audit log storage is corrupt: {0}")]
+    Corrupt(&'static str),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Io(error.to_string())
+    }
+}
+
+/// Which backend holds the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StoreKind {
+    #[default]
+    Redb,
+    Sled,
+}
+
+impl StoreKind {
+    pub const ALL: [Self; 2] = [Self::Redb, Self::Sled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redb => "redb",
+            Self::Sled => "sled",
+        }
+    }
+
+    /// Where this backend keeps the log under `data_dir`: a file for redb, a directory for sled.
+    pub fn location(self, data_dir: &Path) -> PathBuf {
+        match self {
+            Self::Redb => data_dir.join("log.redb"),
+            Self::Sled => data_dir.join("log.sled"),
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown store {0:?}: expected \"redb\" or \"sled\"")]
+pub struct ParseStoreKindError(String);
+
+impl FromStr for StoreKind {
+    type Err = ParseStoreKindError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| ParseStoreKindError(text.to_owned()))
+    }
+}
+
+/// Opens the log under `data_dir` (created if missing), creating an empty one the first time.
+pub fn open(kind: StoreKind, data_dir: &Path) -> Result<Box<dyn LogStore>, StoreError> {
+    std::fs::create_dir_all(data_dir)?;
+    let location = kind.location(data_dir);
+    Ok(match kind {
+        StoreKind::Redb => Box::new(redb::RedbStore::open(&location)?),
+        StoreKind::Sled => Box::new(sled::SledStore::open(&location)?),
+    })
+}
+
+fn backend_error(backend: &str, error: impl fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{backend}: {error}"))
+}
+
+/// Checks `batch` against the store's current `size` and returns the size after it.
+fn check_batch(batch: &Batch<'_>, size: u64) -> Result<u64, StoreError> {
+    if batch.first_index != size {
+        return Err(StoreError::Conflict {
+            expected: size,
+            got: batch.first_index,
+        });
+    }
+    if batch.leaves.len() != batch.session_ids.len() {
+        return Err(StoreError::InvalidBatch(
+            "leaves and session_ids differ in length",
+        ));
+    }
+    let new_size = u64::try_from(batch.leaves.len())
+        .ok()
+        .and_then(|count| size.checked_add(count))
+        .ok_or(StoreError::InvalidBatch("the log size would overflow"))?;
+    for &(level, index, _) in batch.subtrees {
+        match subtree_end(level, index) {
+            Some(end) if size < end && end <= new_size => {}
+            _ => {
+                return Err(StoreError::InvalidBatch(
+                    "a subtree is not completed by this batch",
+                ));
+            }
+        }
+    }
+    Ok(new_size)
+}
+
+/// One past the last leaf of subtree `(level, index)`, if that fits in a `u64`.
+fn subtree_end(level: u8, index: u64) -> Option<u64> {
+    if level >= 64 {
+        return None;
+    }
+    u64::try_from((u128::from(index) + 1) << level).ok()
+}
+
+/// Whether subtree `(level, index)` lies within a log of `size` leaves.
+fn subtree_fits(level: u8, index: u64, size: u64) -> bool {
+    subtree_end(level, index).is_some_and(|end| end <= size)
+}
+
+/// `[start, end)` clamped to `size`, or `None` if empty.
+fn clamp_range(start: u64, end: u64, size: u64) -> Option<(u64, u64)> {
+    let end = end.min(size);
+    (start < end).then_some((start, end))
+}
+
+// Both backends keep the size as 8 big-endian bytes; a fresh store has none.
+fn encode_size(size: u64) -> [u8; 8] {
+    size.to_be_bytes()
+}
+
+fn decode_size(bytes: Option<&[u8]>) -> Result<u64, StoreError> {
+    match bytes {
+        None => Ok(0),
+        Some(bytes) => <[u8; 8]>::try_from(bytes)
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("the stored log size is not 8 bytes")),
+    }
+}
+
+fn decode_hash(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt("a subtree hash is not 32 bytes"))
+}
+
+fn decode_checkpoint(bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes).map_err(|_| StoreError::Corrupt("the checkpoint is not UTF-8"))
+}
+
+const SESSION_KEY_LEN: usize = 24;
+
+/// session_id ‖ index (big-endian), so one session's entries are a contiguous, ascending
+/// prefix range.
+fn session_key(session_id: &[u8; 16], index: u64) -> [u8; SESSION_KEY_LEN] {
+    let mut key = [0; SESSION_KEY_LEN];
+    key[..16].copy_from_slice(session_id);
+    key[16..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn session_key_index(key: &[u8]) -> Result<u64, StoreError> {
+    key.get(16..)
+        .and_then(|suffix| <[u8; 8]>::try_from(suffix).ok())
+        .filter(|_| key.len() == SESSION_KEY_LEN)
+        .map(u64::from_be_bytes)
+        .ok_or(StoreError::Corrupt("a by-session key is not 24 bytes"))
+}
+
+/// Every leaf below the size must exist and nothing may lie beyond it; checked on open so a
+/// damaged store is refused before the auditor signs a checkpoint on top of it.
+fn check_last_leaf(size: u64, last_leaf: Option<u64>) -> Result<(), StoreError> {
+    let consistent = match last_leaf {
+        None => size == 0,
+        Some(last) => last.checked_add(1) == Some(size),
+    };
+    if consistent {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt("the leaves disagree with the log size"))
+    }
+}
+
+/// Checks that a range scan over `[start, end)` found every leaf, in order.
+fn collect_leaves(
+    start: u64,
+    end: u64,
+    entries: impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>>,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let capacity = usize::try_from(end - start).unwrap_or(0);
+    let mut leaves = Vec::with_capacity(capacity.min(1 << 16));
+    let mut expected = start;
+    for entry in entries {
+        let (index, leaf) = entry?;
+        if index != expected {
+            return Err(StoreError::Corrupt("a leaf below the log size is missing"));
+        }
+        leaves.push(leaf);
+        expected += 1;
+    }
+    if expected != end {
+        return Err(StoreError::Corrupt("a leaf below the log size is missing"));
+    }
+    Ok(leaves)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn leaf_bytes(index: u64) -> Vec<u8> {
+        let len = if index.is_multiple_of(2) { 90 } else { 163 };
+        let mut leaf = vec![(index % 251) as u8; len];
+        leaf[..8].copy_from_slice(&index.to_be_bytes());
+        leaf
+    }
+
+    fn hash(level: u8, index: u64) -> [u8; 32] {
+        let mut hash = [level; 32];
+        hash[..8].copy_from_slice(&index.to_be_bytes());
+        hash
+    }
+
+    /// Two leaves per session, as a request leaf and its result leaf would be.
+    fn default_session(index: u64) -> [u8; 16] {
+        let mut id = [0xab; 16];
+        id[8..].copy_from_slice(&(index / 2).to_be_bytes());
+        id
+    }
+
+    /// Every perfect subtree completed by appending leaves `[first, end)`, level 0 included.
+    fn completed_subtrees(first: u64, end: u64) -> Vec<(u8, u64, [u8; 32])> {
+        let mut subtrees = Vec::new();
+        for count in first + 1..=end {
+            let mut level = 0;
+            while level < 64 && count.is_multiple_of(1 << level) {
+                let index = (count >> level) - 1;
+                subtrees.push((level, index, hash(level, index)));
+                level += 1;
+            }
+        }
+        subtrees
+    }
+
+    fn checkpoint_for(size: u64) -> String {
+        format!("example.com/log\n{size}\nroot-{size}\n")
+    }
+
+    fn append_with(
+        store: &mut dyn LogStore,
+        first: u64,
+        count: u64,
+        session: impl Fn(u64) -> [u8; 16],
+    ) -> Result<(), StoreError> {
+        let end = first + count;
+        let leaves: Vec<_> = (first..end).map(leaf_bytes).collect();
+        let session_ids: Vec<_> = (first..end).map(session).collect();
+        let subtrees = completed_subtrees(first, end);
+        let checkpoint = checkpoint_for(end);
+        store.append(&Batch {
+            first_index: first,
+            leaves: &leaves,
+            session_ids: &session_ids,
+            subtrees: &subtrees,
+            checkpoint: &checkpoint,
+        })
+    }
+
+    fn append(store: &mut dyn LogStore, first: u64, count: u64) {
+        append_with(store, first, count, default_session).unwrap();
+    }
+
+    /// Everything a log of `size` leaves built by [`append`] must read back.
+    fn assert_log(store: &dyn LogStore, size: u64) {
+        assert_eq!(store.size().unwrap(), size);
+        for index in 0..size {
+            assert_eq!(store.leaf(index).unwrap(), Some(leaf_bytes(index)));
+        }
+        assert_eq!(store.leaf(size).unwrap(), None);
+        let all: Vec<_> = (0..size).map(leaf_bytes).collect();
+        assert_eq!(store.leaves(0, size).unwrap(), all);
+        for (level, index, hash) in completed_subtrees(0, size) {
+            assert_eq!(store.subtree(level, index).unwrap(), Some(hash));
+        }
+        for session in 0..size.div_ceil(2) {
+            let expected: Vec<_> = (session * 2..(session * 2 + 2).min(size)).collect();
+            let id = default_session(session * 2);
+            assert_eq!(store.session_indices(&id).unwrap(), expected);
+        }
+        let checkpoint = (size > 0).then(|| checkpoint_for(size));
+        assert_eq!(store.checkpoint().unwrap(), checkpoint);
+    }
+
+    fn open_in(kind: StoreKind, dir: &tempfile::TempDir) -> Box<dyn LogStore> {
+        open(kind, dir.path()).unwrap()
+    }
+
+    fn empty_store(kind: StoreKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(kind, &dir);
+        assert_eq!(store.size().unwrap(), 0);
+        assert_eq!(store.checkpoint().unwrap(), None);
+        assert_eq!(store.leaf(0).unwrap(), None);
+        assert_eq!(store.leaves(0, 10).unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(store.subtree(0, 0).unwrap(), None);
+        assert_eq!(store.session_indices(&[0; 16]).unwrap(), Vec::<u64>::new());
+        assert!(kind.location(dir.path()).exists());
+    }
+
+    fn appends_read_back(kind: StoreKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_in(kind, &dir);
+
+        // The empty log's checkpoint is written by a batch without leaves.
+        let checkpoint = checkpoint_for(0);
+        let empty = Batch {
+            first_index: 0,
+            leaves: &[],
+            session_ids: &[],
+            subtrees: &[],
+            checkpoint: &checkpoint,
+        };
+        store.append(&empty).unwrap();
+        assert_eq!(store.size().unwrap(), 0);
+        assert_eq!(store.checkpoint().unwrap(), Some(checkpoint));
+
+        let mut size = 0;
+        for count in [3, 1, 0, 12, 1, 7] {
+            append(&mut *store, size, count);
+            size += count;
+            assert_log(&*store, size);
+        }
+        assert_eq!(size, 24);
+        // A subtree is absent until the leaves it covers exist.
+        assert_eq!(store.subtree(3, 2).unwrap(), Some(hash(3, 2)));
+        assert_eq!(store.subtree(4, 0).unwrap(), Some(hash(4, 0)));
+        assert_eq!(store.subtree(4, 1).unwrap(), None);
+        assert_eq!(store.subtree(5, 0).unwrap(), None);
+        assert_eq!(store.subtree(0, 24).unwrap(), None);
+        assert_eq!(store.subtree(64, 0).unwrap(), None);
+        assert_eq!(store.subtree(63, u64::MAX).unwrap(), None);
+    }
+
+    fn sessions_span_batches(kind: StoreKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_in(kind, &dir);
+        let (a, b) = ([1; 16], [2; 16]);
+        // Interleaved across three batches, as concurrent sessions are.
+        let owner = |index: u64| if index % 3 == 1 { b } else { a };
+        append_with(&mut *store, 0, 4, owner).unwrap();
+        append_with(&mut *store, 4, 2, owner).unwrap();
+        append_with(&mut *store, 6, 5, owner).unwrap();
+        assert_eq!(store.session_indices(&a).unwrap(), [0, 2, 3, 5, 6, 8, 9]);
+        assert_eq!(store.session_indices(&b).unwrap(), [1, 4, 7, 10]);
+        // Neighbouring ids share no prefix range.
+        let mut near = a;
+        near[15] = 0;
+        assert_eq!(store.session_indices(&near).unwrap(), Vec::<u64>::new());
+        near[15] = 3;
+        assert_eq!(store.session_indices(&near).unwrap(), Vec::<u64>::new());
+    }
+
+    fn leaves_clamps(kind: StoreKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_in(kind, &dir);
+        append(&mut *store, 0, 10);
+        let range = |start, end| (start..end).map(leaf_bytes).collect::<Vec<_>>();
+        assert_eq!(store.leaves(0, 10).unwrap(), range(0, 10));
+        assert_eq!(store.leaves(2, 5).unwrap(), range(2, 5));
+        assert_eq!(store.leaves(7, 100).unwrap(), range(7, 10));
+        assert_eq!(store.leaves(0, u64::MAX).unwrap(), range(0, 10));
+        assert_eq!(store.leaves(9, 10).unwrap(), range(9, 10));
+        for (start, end) in [
+            (10, 11),
+            (10, 10),
+            (5, 5),
+            (7, 3),
+            (11, 20),
+            (u64::MAX, u64::MAX),
+        ] {
+            assert_eq!(store.leaves(start, end).unwrap(), Vec::<Vec<u8>>::new());
+        }
+    }
+
+    fn rejected_batches_change_nothing(kind: StoreKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_in(kind, &dir);
+        append(&mut *store, 0, 5);
+
+        for first in [0, 4, 6, u64::MAX - 3] {
+            assert_eq!(
+                append_with(&mut *store, first, 3, default_session),
+                Err(StoreError::Conflict {
+                    expected: 5,
+                    got: first
+                })
+            );
+        }
+
+        let leaves = [leaf_bytes(5), leaf_bytes(6)];
+        let checkpoint = checkpoint_for(7);
+        let valid = Batch {
+            first_index: 5,
+            leaves: &leaves,
+            session_ids: &[[9; 16]; 2],
+            subtrees: &[(0, 5, [7; 32]), (0, 6, [7; 32]), (1, 2, [7; 32])],
+            checkpoint: &checkpoint,
+        };
+        let invalid = [
+            Batch {
+                session_ids: &[[9; 16]; 1],
+                ..valid
+            },
+            // Already complete before the batch: rewriting it would rewrite history.
+            Batch {
+                subtrees: &[(0, 4, [7; 32])],
+                ..valid
+            },
+            Batch {
+                subtrees: &[(2, 1, [7; 32])],
+                ..valid
+            },
+            Batch {
+                subtrees: &[(0, 7, [7; 32])],
+                ..valid
+            },
+            Batch {
+                subtrees: &[(64, 0, [7; 32])],
+                ..valid
+            },
+        ];
+        for batch in &invalid {
+            assert!(matches!(
+                store.append(batch),
+                Err(StoreError::InvalidBatch(_))
+            ));
+        }
+
+        assert_log(&*store, 5);
+        assert_eq!(store.session_indices(&[9; 16]).unwrap(), Vec::<u64>::new());
+        assert_eq!(store.subtree(0, 4).unwrap(), Some(hash(0, 4)));
+
+        // The store is still usable, and the valid form of the same batch goes through.
+        store.append(&valid).unwrap();
+        assert_eq!(store.size().unwrap(), 7);
+        assert_eq!(store.session_indices(&[9; 16]).unwrap(), [5, 6]);
+        assert_eq!(store.subtree(1, 2).unwrap(), Some([7; 32]));
+    }
+
+    fn reopen_keeps_everything(kind: StoreKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_in(kind, &dir);
+        append(&mut *store, 0, 6);
+        append(&mut *store, 6, 11);
+        drop(store);
+
+        let mut store = open_in(kind, &dir);
+        assert_log(&*store, 17);
+        append(&mut *store, 17, 4);
+        drop(store);
+
+        let store = open_in(kind, &dir);
+        assert_log(&*store, 21);
+    }
+
+    /// Group commit at scale: durable transactions of 1000 leaves each, every subtree level
+    /// stored. 100 of them for redb; 50 for sled, which in a debug build is too slow for 100
+    /// to stay near 10 s.
+    fn large_log(kind: StoreKind) {
+        const BATCH: u64 = 1_000;
+        let size: u64 = match kind {
+            StoreKind::Redb => 100_000,
+            StoreKind::Sled => 50_000,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_in(kind, &dir);
+        let started = Instant::now();
+        for first in (0..size).step_by(BATCH as usize) {
+            append(&mut *store, first, BATCH);
+        }
+        let appended = started.elapsed();
+        drop(store);
+
+        let store = open_in(kind, &dir);
+        assert_eq!(store.size().unwrap(), size);
+        assert_eq!(store.leaf(size - 1).unwrap(), Some(leaf_bytes(size - 1)));
+        assert_eq!(store.leaf(size / 2).unwrap(), Some(leaf_bytes(size / 2)));
+        assert_eq!(store.leaf(size).unwrap(), None);
+        let tail: Vec<_> = (size - BATCH..size).map(leaf_bytes).collect();
+        assert_eq!(store.leaves(size - BATCH, size + BATCH).unwrap(), tail);
+        let top = size.ilog2() as u8;
+        assert_eq!(store.subtree(top, 0).unwrap(), Some(hash(top, 0)));
+        assert_eq!(store.subtree(top + 1, 0).unwrap(), None);
+        assert_eq!(
+            store.subtree(5, size / 32 - 1).unwrap(),
+            Some(hash(5, size / 32 - 1))
+        );
+        assert_eq!(store.subtree(5, size / 32).unwrap(), None);
+        let session = default_session(size / 2);
+        assert_eq!(
+            store.session_indices(&session).unwrap(),
+            [size / 2, size / 2 + 1]
+        );
+        assert_eq!(store.checkpoint().unwrap(), Some(checkpoint_for(size)));
+        eprintln!(
+            "{kind}: appended {size} leaves in {appended:?}, reopened and read in {:?}",
+            started.elapsed() - appended
+        );
+    }
+
+    macro_rules! for_each_backend {
+        ($($test:ident),* $(,)?) => {
+            mod redb_backend {
+                $(#[test]
+                fn $test() {
+                    super::$test(super::StoreKind::Redb);
+                })*
+            }
+            mod sled_backend {
+                $(#[test]
+                fn $test() {
+                    super::$test(super::StoreKind::Sled);
+                })*
+            }
+        };
+    }
+
+    for_each_backend!(
+        empty_store,
+        appends_read_back,
+        sessions_span_batches,
+        leaves_clamps,
+        rejected_batches_change_nothing,
+        reopen_keeps_everything,
+        large_log,
+    );
+
+    #[test]
+    fn store_kind_round_trips() {
+        for kind in StoreKind::ALL {
+            assert_eq!(kind.to_string().parse::<StoreKind>(), Ok(kind));
+        }
+        assert_eq!(StoreKind::default(), StoreKind::Redb);
+        assert!("Redb".parse::<StoreKind>().is_err());
+        assert!("".parse::<StoreKind>().is_err());
+    }
+
+    #[test]
+    fn decoders_refuse_bad_lengths() {
+        assert_eq!(decode_size(None), Ok(0));
+        assert_eq!(decode_size(Some(&[0; 8])), Ok(0));
+        assert!(matches!(
+            decode_size(Some(&[0; 7])),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(decode_hash(&[0; 31]), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            decode_checkpoint(vec![0xff]),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(session_key_index(&session_key(&[1; 16], 42)), Ok(42));
+        assert!(matches!(
+            session_key_index(&[0; 23]),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            session_key_index(&[0; 25]),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(check_last_leaf(0, None).is_ok());
+        assert!(check_last_leaf(3, Some(2)).is_ok());
+        assert!(check_last_leaf(3, Some(3)).is_err());
+        assert!(check_last_leaf(0, Some(0)).is_err());
+        assert!(check_last_leaf(1, None).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! The redb backend: one file, four tables, one write transaction per batch.
+//!
+//! Values are raw bytes decoded by us rather than typed redb values, whose decoders panic on a
+//! wrong length; keys stay typed because redb checks their fixed widths itself.
+
+use std::path::Path;
+
+use ::redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+};
+
+use super::{
+    Batch, LogStore, StoreError, check_batch, check_last_leaf, clamp_range, collect_leaves,
+    decode_checkpoint, decode_hash, decode_size, encode_size, session_key, session_key_index,
+    subtree_fits,
+};
+
+const LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("leaves");
+/// (level, index) → hash.
+const SUBTREES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("subtrees");
+/// session_id ‖ index (big-endian) → (), so a session's leaves are one prefix range.
+const BY_SESSION: TableDefinition<&[u8; 24], ()> = TableDefinition::new("by_session");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const SIZE: &str = "size";
+const CHECKPOINT: &str = "checkpoint";
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    super::backend_error("redb", error)
+}
+
+pub(super) struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(backend)?;
+        // Create the tables up front so that readers never meet a missing one.
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(LEAVES).map_err(backend)?;
+            txn.open_table(SUBTREES).map_err(backend)?;
+            txn.open_table(BY_SESSION).map_err(backend)?;
+            txn.open_table(META).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+
+        let store = Self { db };
+        let txn = store.read()?;
+        let size = size_in(&txn)?;
+        let last = txn.open_table(LEAVES).map_err(backend)?;
+        let last = last.last().map_err(backend)?.map(|(key, _)| key.value());
+        check_last_leaf(size, last)?;
+        Ok(store)
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(backend)
+    }
+}
+
+fn size_in(txn: &ReadTransaction) -> Result<u64, StoreError> {
+    let meta = txn.open_table(META).map_err(backend)?;
+    let size = meta.get(SIZE).map_err(backend)?;
+    decode_size(size.as_ref().map(|value| value.value()))
+}
+
+impl LogStore for RedbStore {
+    fn size(&self) -> Result<u64, StoreError> {
+        size_in(&self.read()?)
+    }
+
+    fn append(&mut self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        // Immediate is redb 4's default; stated so that a changed default cannot weaken it.
+        txn.set_durability(Durability::Immediate).map_err(backend)?;
+        {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let size = decode_size(
+                meta.get(SIZE)
+                    .map_err(backend)?
+                    .as_ref()
+                    .map(|value| value.value()),
+            )?;
+            // On error the transaction is dropped, which aborts it: nothing was written.
+            let new_size = check_batch(batch, size)?;
+
+            let mut leaves = txn.open_table(LEAVES).map_err(backend)?;
+            let mut by_session = txn.open_table(BY_SESSION).map_err(backend)?;
+            for ((index, leaf), session_id) in (size..).zip(batch.leaves).zip(batch.session_ids) {
+                leaves.insert(index, leaf.as_slice()).map_err(backend)?;
+                by_session
+                    .insert(&session_key(session_id, index), ())
+                    .map_err(backend)?;
+            }
+            let mut subtrees = txn.open_table(SUBTREES).map_err(backend)?;
+            for (level, index, hash) in batch.subtrees {
+                subtrees
+                    .insert((*level, *index), hash.as_slice())
+                    .map_err(backend)?;
+            }
+            meta.insert(SIZE, encode_size(new_size).as_slice())
+                .map_err(backend)?;
+            meta.insert(CHECKPOINT, batch.checkpoint.as_bytes())
+                .map_err(backend)?;
+        }
+        txn.commit().map_err(backend)
+    }
+
+    fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        if index >= size_in(&txn)? {
+            return Ok(None);
+        }
+        let leaves = txn.open_table(LEAVES).map_err(backend)?;
+        match leaves.get(index).map_err(backend)? {
+            Some(leaf) => Ok(Some(leaf.value().to_vec())),
+            None => Err(StoreError::Corrupt("a leaf below the log size is missing")),
+        }
+    }
+
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let Some((start, end)) = clamp_range(start, end, size_in(&txn)?) else {
+            return Ok(Vec::new());
+        };
+        let leaves = txn.open_table(LEAVES).map_err(backend)?;
+        let range = leaves.range(start..end).map_err(backend)?;
+        collect_leaves(
+            start,
+            end,
+            range.map(|entry| {
+                let (index, leaf) = entry.map_err(backend)?;
+                Ok((index.value(), leaf.value().to_vec()))
+            }),
+        )
+    }
+
+    fn subtree(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.read()?;
+        if !subtree_fits(level, index, size_in(&txn)?) {
+            return Ok(None);
+        }
+        let subtrees = txn.open_table(SUBTREES).map_err(backend)?;
+        let hash = subtrees.get((level, index)).map_err(backend)?;
+        hash.map(|hash| decode_hash(hash.value())).transpose()
+    }
+
+    fn session_indices(&self, session_id: &[u8; 16]) -> Result<Vec<u64>, StoreError> {
+        let txn = self.read()?;
+        let size = size_in(&txn)?;
+        let by_session = txn.open_table(BY_SESSION).map_err(backend)?;
+        let (low, high) = (
+            session_key(session_id, 0),
+            session_key(session_id, u64::MAX),
+        );
+        let mut indices = Vec::new();
+        for entry in by_session
+            .range::<&[u8; 24]>(&low..=&high)
+            .map_err(backend)?
+        {
+            let (key, _) = entry.map_err(backend)?;
+            let index = session_key_index(key.value())?;
+            if index < size {
+                indices.push(index);
+            }
+        }
+        Ok(indices)
+    }
+
+    fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META).map_err(backend)?;
+        let checkpoint = meta.get(CHECKPOINT).map_err(backend)?;
+        checkpoint
+            .map(|checkpoint| decode_checkpoint(checkpoint.value().to_vec()))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Overwrites one meta or subtree value behind the store's back.
+    fn damage(path: &Path, write: impl FnOnce(&::redb::WriteTransaction)) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        write(&txn);
+        txn.commit().unwrap();
+    }
+
+    fn store_with_leaves(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let path = dir.path().join("log.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        let leaves = [vec![1; 90], vec![2; 163]];
+        store
+            .append(&Batch {
+                first_index: 0,
+                leaves: &leaves,
+                session_ids: &[[1; 16]; 2],
+                subtrees: &[(1, 0, [3; 32])],
+                checkpoint: "origin\n2\nroot\n",
+            })
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn bad_subtree_hash_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_with_leaves(&dir);
+        damage(&path, |txn| {
+            let mut table = txn.open_table(SUBTREES).unwrap();
+            table.insert((1, 0), [3; 31].as_slice()).unwrap();
+        });
+        let store = RedbStore::open(&path).unwrap();
+        assert!(matches!(store.subtree(1, 0), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn bad_checkpoint_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_with_leaves(&dir);
+        damage(&path, |txn| {
+            let mut table = txn.open_table(META).unwrap();
+            table.insert(CHECKPOINT, [0xff, 0xfe].as_slice()).unwrap();
+        });
+        let store = RedbStore::open(&path).unwrap();
+        assert!(matches!(store.checkpoint(), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn bad_size_is_refused_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_with_leaves(&dir);
+        damage(&path, |txn| {
+            let mut table = txn.open_table(META).unwrap();
+            table.insert(SIZE, [2; 4].as_slice()).unwrap();
+        });
+        assert!(matches!(
+            RedbStore::open(&path),
+            Err(StoreError::Corrupt(_))
+        ));
+
+        damage(&path, |txn| {
+            let mut table = txn.open_table(META).unwrap();
+            table.insert(SIZE, encode_size(3).as_slice()).unwrap();
+        });
+        assert!(matches!(
+            RedbStore::open(&path),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn missing_leaf_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_with_leaves(&dir);
+        damage(&path, |txn| {
+            let mut table = txn.open_table(LEAVES).unwrap();
+            table.remove(0).unwrap();
+        });
+        // The last leaf still matches the size, so only reads of the hole notice it.
+        let store = RedbStore::open(&path).unwrap();
+        assert!(matches!(store.leaf(0), Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.leaves(0, 2), Err(StoreError::Corrupt(_))));
+        assert_eq!(store.leaf(1).unwrap(), Some(vec![2; 163]));
+    }
+}

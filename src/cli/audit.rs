@@ -1,0 +1,206 @@
+//! `wasm-hypervisor audit`: an auditor's checks of PROTOCOL.md §6, against the pinned identity
+//! and the last checkpoint this client trusted.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use wasm_hypervisor_protocol::api::uuid_text;
+use wasm_hypervisor_protocol::commitment::{self, Digest};
+use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
+use wasm_hypervisor_protocol::merkle::{self, MemoryTree};
+
+use super::trust::Trust;
+use super::{CliResult, ClientArgs};
+use crate::client::{Client, PinnedIdentity, SignedCheckpoint};
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// The session whose leaves to verify.
+    #[arg(required_unless_present = "all")]
+    session_id: Option<String>,
+    /// Download every entry, recompute the root, check it against the signed checkpoint, and
+    /// list request leaves without a result leaf.
+    #[arg(long, conflicts_with = "session_id")]
+    all: bool,
+    /// Directory where `run --save` kept the session's announcement, sealed request and sealed
+    /// response: the commitments are recomputed from those bytes.
+    #[arg(long, conflicts_with = "all")]
+    save_dir: Option<PathBuf>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn audit(args: AuditArgs) -> CliResult<ExitCode> {
+    let client = Client::new(&args.client.server);
+    let mut trust = Trust::load(&args.client.client_dir, &args.client.server)?;
+    let pinned = trust.pin(client.identity().await?)?;
+    let trusted = trust.checkpoint(&pinned)?;
+    let checkpoint = match &args.session_id {
+        Some(session_id) => {
+            audit_session(&client, &pinned, session_id, args.save_dir.as_deref()).await?
+        }
+        None => audit_all(&client, &pinned).await?,
+    };
+    if let Some(trusted) = &trusted {
+        client
+            .verify_consistency(&trusted.checkpoint, &checkpoint.checkpoint)
+            .await?;
+        println!(
+            "consistent with the checkpoint trusted before (size {})",
+            trusted.checkpoint.size
+        );
+    }
+    trust.remember(&pinned, &checkpoint)?;
+    println!(
+        "OK: verified against {} at size {}",
+        pinned.origin, checkpoint.checkpoint.size
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One session: its leaves are included in a signed checkpoint, the result answers the
+/// request, and, given the saved bytes, the wire commitments are recomputed.
+async fn audit_session(
+    client: &Client,
+    pinned: &PinnedIdentity,
+    session_id: &str,
+    save_dir: Option<&Path>,
+) -> CliResult<SignedCheckpoint> {
+    let (leaves, checkpoint) = client.session_audit(pinned, session_id).await?;
+    let mut request: Option<(u64, RequestLeaf)> = None;
+    let mut result: Option<(u64, ResultLeaf)> = None;
+    for (index, leaf) in leaves {
+        match leaf {
+            Leaf::Request(leaf) if request.is_none() => request = Some((index, leaf)),
+            Leaf::Result(leaf) if result.is_none() => result = Some((index, leaf)),
+            _ => {
+                return Err(format!("session {session_id} has more than one leaf of a kind").into());
+            }
+        }
+    }
+    let Some((request_index, request)) = request else {
+        return Err(format!("session {session_id} has no request leaf").into());
+    };
+    println!(
+        "request leaf #{request_index}: request_commitment {}",
+        hex::encode(request.request_commitment)
+    );
+    let Some((result_index, result)) = result else {
+        return Err(format!(
+            "session {session_id} has a request leaf but no result leaf: still running, or lost"
+        )
+        .into());
+    };
+    if result.request_index != request_index
+        || result.request_commitment != request.request_commitment
+    {
+        return Err(format!(
+            "result leaf #{result_index} does not answer request leaf #{request_index}"
+        )
+        .into());
+    }
+    println!(
+        "result leaf #{result_index}: outcome {}, result_commitment {}",
+        result.outcome.as_str(),
+        hex::encode(result.result_commitment)
+    );
+    if let Some(dir) = save_dir {
+        check_saved_bytes(dir, session_id, &request, &result)?;
+    }
+    Ok(checkpoint)
+}
+
+/// Recomputes the announcement hash and both wire commitments from the bytes `run --save` kept.
+fn check_saved_bytes(
+    dir: &Path,
+    session_id: &str,
+    request: &RequestLeaf,
+    result: &ResultLeaf,
+) -> CliResult<()> {
+    let read = |extension: &str| {
+        let path = dir.join(format!("{session_id}.{extension}"));
+        fs::read(&path).map_err(|error| format!("cannot read {}: {error}", path.display()))
+    };
+    let check = |what: &str, computed: Digest, logged: Digest| -> CliResult<()> {
+        if computed != logged {
+            return Err(
+                format!("{what} recomputed from the saved bytes differs from the log").into(),
+            );
+        }
+        println!("{what} matches the saved bytes");
+        Ok(())
+    };
+    check(
+        "announcement_hash",
+        commitment::h3(&read("announcement")?),
+        request.announcement_hash,
+    )?;
+    let request_commitment =
+        commitment::request_commitment(&request.announcement_hash, &read("request")?);
+    check(
+        "request_commitment",
+        request_commitment,
+        request.request_commitment,
+    )?;
+    if result.outcome == Outcome::Executed {
+        let result_commitment =
+            commitment::result_commitment(&request_commitment, &read("response")?);
+        check(
+            "result_commitment",
+            result_commitment,
+            result.result_commitment,
+        )?;
+    }
+    Ok(())
+}
+
+/// The whole log: every entry downloaded, the root recomputed and compared with the signed
+/// checkpoint, and every request leaf without a result leaf listed.
+async fn audit_all(client: &Client, pinned: &PinnedIdentity) -> CliResult<SignedCheckpoint> {
+    let checkpoint = client.checkpoint(pinned).await?;
+    let size = checkpoint.checkpoint.size;
+    let mut tree = MemoryTree::default();
+    let mut open_requests = BTreeMap::new();
+    while tree.size() < size {
+        let page = client.entries(tree.size(), size).await?;
+        if page.is_empty() {
+            return Err(format!("the daemon returned no entries from {}", tree.size()).into());
+        }
+        let mut hashes = Vec::with_capacity(page.len());
+        for (index, bytes) in page {
+            if index != tree.size() + hashes.len() as u64 {
+                return Err(format!("entry {index} came out of order").into());
+            }
+            match Leaf::decode(&bytes).map_err(|error| format!("leaf {index}: {error}"))? {
+                Leaf::Request(leaf) => {
+                    open_requests.insert(index, leaf.session_id);
+                }
+                Leaf::Result(leaf) => {
+                    if open_requests.remove(&leaf.request_index) != Some(leaf.session_id) {
+                        return Err(
+                            format!("result leaf {index} answers no open request leaf").into()
+                        );
+                    }
+                }
+            }
+            hashes.push(merkle::leaf_hash(&bytes));
+        }
+        tree.push(&hashes)?;
+    }
+    if tree.root() != checkpoint.checkpoint.root {
+        return Err(format!(
+            "the {size} entries do not hash to the signed root: the log was altered"
+        )
+        .into());
+    }
+    println!("{size} entries hash to the signed root");
+    for (index, session_id) in &open_requests {
+        println!(
+            "request leaf #{index} (session {}) has no result leaf",
+            uuid_text(session_id)
+        );
+    }
+    Ok(checkpoint)
+}
