@@ -5,9 +5,11 @@
 use serde_json::{Value, json};
 
 use crate::announcement::{self, Announcement};
+use crate::checkpoint::Checkpoint;
 use crate::commitment;
 use crate::identity::IdentityKey;
 use crate::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
+use crate::merkle::{self, MemoryTree};
 use crate::payload::{Limits, OutputMap, RequestPayload, ResultPayload, Status};
 use crate::sealing::{self, SessionKeyPair, tests::ReplayRng};
 
@@ -121,7 +123,41 @@ fn vectors() -> Value {
         output_commitment,
     });
 
+    // A log of seven leaves: this session's two, then five of other sessions.
+    let mut log_leaves = vec![request_leaf.encode(), result_leaf.encode()];
+    log_leaves.extend((2u8..7).map(|n| {
+        Leaf::Request(RequestLeaf {
+            session_id: [n; 16],
+            time_ms: 1_700_000_002_000 + u64::from(n),
+            announcement_hash: [n; 32],
+            request_commitment: [n.wrapping_mul(3); 32],
+        })
+        .encode()
+    }));
+    let mut tree = MemoryTree::default();
+    let leaf_hashes: Vec<_> = log_leaves
+        .iter()
+        .map(|leaf| merkle::leaf_hash(leaf))
+        .collect();
+    tree.push(&leaf_hashes[..3]).unwrap();
+    let root_3 = tree.root();
+    tree.push(&leaf_hashes[3..]).unwrap();
+    let origin = identity.public().default_origin();
+    let checkpoint = Checkpoint {
+        origin: origin.clone(),
+        size: 7,
+        root: tree.root(),
+    };
+    let inclusion = merkle::inclusion_proof(1, 7, &tree).unwrap();
+    let consistency = merkle::consistency_proof(3, 7, &tree).unwrap();
+
     let h = |bytes: &[u8]| hex::encode(bytes);
+    let hashes = |proof: &[[u8; 32]]| {
+        proof
+            .iter()
+            .map(hex::encode)
+            .collect::<Vec<_>>()
+    };
     json!({
         "about": "wasm-hypervisor protocol v1 vectors (PROTOCOL.md). Every output is derived from the inputs; ECDSA uses RFC 6979 nonces with low-S, HPKE SetupBaseS draws ikmE as its randomness.",
         "inputs": {
@@ -166,6 +202,17 @@ fn vectors() -> Value {
         "output_commitment": h(&output_commitment),
         "request_leaf": h(&request_leaf.encode()),
         "result_leaf": h(&result_leaf.encode()),
+        "log": {
+            "about": "leaves 0 and 1 are request_leaf and result_leaf; leaves 2..6 are request leaves of sessions [n;16] with time_ms 1700000002000+n, announcement_hash [n;32], request_commitment [3n;32]",
+            "leaves": log_leaves.iter().map(|leaf| h(leaf)).collect::<Vec<_>>(),
+            "leaf_hashes": hashes(&leaf_hashes),
+            "root_3": h(&root_3),
+            "root_7": h(&checkpoint.root),
+            "inclusion_proof_index_1_size_7": hashes(&inclusion),
+            "consistency_proof_3_7": hashes(&consistency),
+            "checkpoint_text": checkpoint.text(),
+            "signed_checkpoint": checkpoint.sign(&identity),
+        },
     })
 }
 
@@ -200,4 +247,44 @@ fn published_signature_verifies_and_openings_match() {
     let hash: [u8; 32] = bytes("announcement_hash").try_into().unwrap();
     let (payload, _) = session.open_request(&hash, &bytes("enc_request")).unwrap();
     assert_eq!(*payload, bytes("request_payload"));
+
+    let log = &v["log"];
+    let digest = |value: &Value| -> [u8; 32] {
+        hex::decode(value.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let proof = |name: &str| {
+        log[name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(digest)
+            .collect::<Vec<_>>()
+    };
+    let note = log["signed_checkpoint"].as_str().unwrap();
+    let checkpoint =
+        crate::checkpoint::verify(note, v["origin"].as_str().unwrap(), &public).unwrap();
+    assert_eq!(
+        (checkpoint.size, checkpoint.root),
+        (7, digest(&log["root_7"]))
+    );
+    assert_eq!(log["leaves"][1], v["result_leaf"]);
+    merkle::verify_inclusion(
+        &bytes("result_leaf"),
+        1,
+        7,
+        &proof("inclusion_proof_index_1_size_7"),
+        &checkpoint.root,
+    )
+    .unwrap();
+    merkle::verify_consistency(
+        3,
+        7,
+        &digest(&log["root_3"]),
+        &checkpoint.root,
+        &proof("consistency_proof_3_7"),
+    )
+    .unwrap();
 }

@@ -76,7 +76,9 @@ async fn audit_session(
             Leaf::Request(leaf) if request.is_none() => request = Some((index, leaf)),
             Leaf::Result(leaf) if result.is_none() => result = Some((index, leaf)),
             _ => {
-                return Err(format!("session {session_id} has more than one leaf of a kind").into());
+                return Err(
+                    format!("session {session_id} has more than one leaf of a kind").into(),
+                );
             }
         }
     }

@@ -323,3 +323,172 @@ pub fn unix_millis() -> u64 {
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use wasm_hypervisor_protocol::leaf::RequestLeaf;
+
+    use super::*;
+    use crate::auditor::store::{self, StoreKind};
+
+    fn identity() -> Arc<IdentityKey> {
+        Arc::new(IdentityKey::from_secret_bytes(&[0x31; 32]).unwrap())
+    }
+
+    fn request(n: u8) -> Leaf {
+        Leaf::Request(RequestLeaf {
+            session_id: [n; 16],
+            time_ms: u64::from(n),
+            announcement_hash: [n; 32],
+            request_commitment: [n.wrapping_add(1); 32],
+        })
+    }
+
+    /// A store whose reads an attacker controls, over a real one.
+    struct Tampered {
+        inner: Box<dyn LogStore>,
+        flip_leaf: Option<u64>,
+        hide_leaf: Option<u64>,
+        report_size: Option<u64>,
+    }
+
+    impl LogStore for Tampered {
+        fn size(&self) -> Result<u64, StoreError> {
+            Ok(self.report_size.unwrap_or(self.inner.size()?))
+        }
+        fn append(&mut self, batch: &Batch<'_>) -> Result<(), StoreError> {
+            self.inner.append(batch)
+        }
+        fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.leaf(index)
+        }
+        fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+            let mut leaves = Vec::new();
+            for (index, mut leaf) in (start..).zip(self.inner.leaves(start, end)?) {
+                if Some(index) == self.flip_leaf {
+                    leaf[20] ^= 1; // a byte of time_ms: the leaf still decodes
+                }
+                if Some(index) != self.hide_leaf {
+                    leaves.push(leaf);
+                }
+            }
+            Ok(leaves)
+        }
+        fn subtree(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>, StoreError> {
+            self.inner.subtree(level, index)
+        }
+        fn session_indices(&self, session_id: &[u8; 16]) -> Result<Vec<u64>, StoreError> {
+            self.inner.session_indices(session_id)
+        }
+        fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+            self.inner.checkpoint()
+        }
+    }
+
+    /// A log of five request leaves, written in two batches, then reopened through `tamper`.
+    fn reopen_tampered(
+        tamper: impl FnOnce(&mut Tampered),
+    ) -> Result<(AuditLog, Vec<[u8; 16]>), AuditError> {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = store::open(StoreKind::Redb, dir.path()).unwrap();
+            let (mut log, _) = AuditLog::open(store, identity(), "test/log".into()).unwrap();
+            log.append(&[request(1), request(2)]).unwrap();
+            log.append(&[request(3), request(4), request(5)]).unwrap();
+        }
+        let mut store = Tampered {
+            inner: store::open(StoreKind::Redb, dir.path()).unwrap(),
+            flip_leaf: None,
+            hide_leaf: None,
+            report_size: None,
+        };
+        tamper(&mut store);
+        AuditLog::open(Box::new(store), identity(), "test/log".into())
+    }
+
+    #[test]
+    fn an_intact_log_reopens_and_aborts_its_orphans() {
+        let (log, aborted) = reopen_tampered(|_| {}).unwrap();
+        assert_eq!(aborted, [[1; 16], [2; 16], [3; 16], [4; 16], [5; 16]]);
+        assert_eq!(log.size(), 10);
+        let proven = log.session(&[3; 16]).unwrap();
+        let [request, result] = proven.entries.as_slice() else {
+            panic!("two leaves");
+        };
+        let Ok(Leaf::Result(result_leaf)) = Leaf::decode(&result.leaf) else {
+            panic!("a result leaf");
+        };
+        assert_eq!(
+            (result_leaf.outcome, result_leaf.request_index),
+            (Outcome::Aborted, request.index)
+        );
+        let checkpoint =
+            checkpoint::verify(&proven.checkpoint, "test/log", &identity().public()).unwrap();
+        merkle::verify_inclusion(
+            &result.leaf,
+            result.index,
+            checkpoint.size,
+            &result.inclusion_proof,
+            &checkpoint.root,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_changed_byte_a_dropped_leaf_or_a_truncated_tail_is_refused() {
+        for (what, tamper) in [
+            (
+                "changed byte",
+                Box::new(|store: &mut Tampered| store.flip_leaf = Some(3))
+                    as Box<dyn FnOnce(&mut Tampered)>,
+            ),
+            (
+                "dropped leaf",
+                Box::new(|store: &mut Tampered| store.hide_leaf = Some(1)),
+            ),
+            (
+                "truncated tail",
+                Box::new(|store: &mut Tampered| store.report_size = Some(4)),
+            ),
+        ] {
+            assert!(
+                matches!(reopen_tampered(tamper), Err(AuditError::Tampered(_))),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_origin_or_key_does_not_verify_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = store::open(StoreKind::Sled, dir.path()).unwrap();
+            let (mut log, _) = AuditLog::open(store, identity(), "test/log".into()).unwrap();
+            log.append(&[request(1)]).unwrap();
+        }
+        let store = store::open(StoreKind::Sled, dir.path()).unwrap();
+        let other_origin = AuditLog::open(store, identity(), "test/other".into());
+        assert!(matches!(other_origin, Err(AuditError::Tampered(_))));
+    }
+
+    #[test]
+    fn queries_are_bounded_and_validated() {
+        let (log, _) = reopen_tampered(|_| {}).unwrap();
+        assert!(matches!(
+            log.consistency(0, 3),
+            Err(AuditError::BadQuery(_))
+        ));
+        assert!(matches!(
+            log.consistency(4, 3),
+            Err(AuditError::BadQuery(_))
+        ));
+        assert!(matches!(
+            log.consistency(3, 11),
+            Err(AuditError::BadQuery(_))
+        ));
+        assert!(log.consistency(3, 10).is_ok());
+        assert!(matches!(log.entries(11, 12), Err(AuditError::BadQuery(_))));
+        assert_eq!(log.entries(10, 20).unwrap(), []);
+        assert_eq!(log.entries(8, u64::MAX).unwrap().len(), 2);
+    }
+}

@@ -250,3 +250,125 @@ impl<Q: Question> Handler<Ask<Q>> for LogWriter {
         question.answer(self.log()?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use wasm_hypervisor_protocol::checkpoint;
+    use wasm_hypervisor_protocol::identity::IdentityKey;
+    use wasm_hypervisor_protocol::leaf::RequestLeaf;
+    use wasm_hypervisor_protocol::merkle;
+
+    use super::*;
+    use crate::auditor::store::{self, StoreKind};
+
+    fn leaf(n: u16) -> Leaf {
+        let [a, b] = n.to_be_bytes();
+        Leaf::Request(RequestLeaf {
+            session_id: [a, b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            time_ms: u64::from(n),
+            announcement_hash: [a; 32],
+            request_commitment: [b; 32],
+        })
+    }
+
+    #[actix_rt::test]
+    async fn concurrent_appends_are_group_committed_and_each_is_proven() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Arc::new(IdentityKey::from_secret_bytes(&[0x41; 32]).unwrap());
+        let store = store::open(StoreKind::Redb, dir.path()).unwrap();
+        let (log, _) = AuditLog::open(store, Arc::clone(&identity), "test/log".into()).unwrap();
+        let (auditor, health) = Auditor::start_with(log);
+        let appends: Vec<_> = (0..64).map(|n| auditor.send(Append(leaf(n)))).collect();
+        let mut checkpoints = HashSet::new();
+        let mut indices = HashSet::new();
+        for append in appends {
+            let appended = append.await.unwrap().unwrap();
+            let signed =
+                checkpoint::verify(&appended.checkpoint, "test/log", &identity.public()).unwrap();
+            let entry = &appended.entry;
+            merkle::verify_inclusion(
+                &entry.leaf,
+                entry.index,
+                signed.size,
+                &entry.inclusion_proof,
+                &signed.root,
+            )
+            .unwrap();
+            indices.insert(entry.index);
+            checkpoints.insert(appended.checkpoint);
+        }
+        assert_eq!(indices, (0..64).collect());
+        // Leaves that arrived while a batch was being written shared the next batch.
+        assert!(
+            checkpoints.len() < 64,
+            "{} batches for 64 leaves",
+            checkpoints.len()
+        );
+        assert!(health.is_writable());
+        let latest = auditor.send(Ask(LatestCheckpoint)).await.unwrap().unwrap();
+        assert_eq!(
+            checkpoint::verify(&latest, "test/log", &identity.public())
+                .unwrap()
+                .size,
+            64
+        );
+    }
+
+    /// A disk that fills up after `writes_left` appends.
+    struct FillingDisk {
+        inner: Box<dyn store::LogStore>,
+        writes_left: usize,
+    }
+
+    impl store::LogStore for FillingDisk {
+        fn size(&self) -> Result<u64, store::StoreError> {
+            self.inner.size()
+        }
+        fn append(&mut self, batch: &store::Batch<'_>) -> Result<(), store::StoreError> {
+            if self.writes_left == 0 {
+                return Err(store::StoreError::Io("No space left on device".into()));
+            }
+            self.writes_left -= 1;
+            self.inner.append(batch)
+        }
+        fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, store::StoreError> {
+            self.inner.leaf(index)
+        }
+        fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, store::StoreError> {
+            self.inner.leaves(start, end)
+        }
+        fn subtree(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>, store::StoreError> {
+            self.inner.subtree(level, index)
+        }
+        fn session_indices(&self, session_id: &[u8; 16]) -> Result<Vec<u64>, store::StoreError> {
+            self.inner.session_indices(session_id)
+        }
+        fn checkpoint(&self) -> Result<Option<String>, store::StoreError> {
+            self.inner.checkpoint()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_write_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Arc::new(IdentityKey::from_secret_bytes(&[0x41; 32]).unwrap());
+        let store = Box::new(FillingDisk {
+            inner: store::open(StoreKind::Redb, dir.path()).unwrap(),
+            writes_left: 1,
+        });
+        let (log, _) = AuditLog::open(store, identity, "test/log".into()).unwrap();
+        let (auditor, health) = Auditor::start_with(log);
+        auditor.send(Append(leaf(1))).await.unwrap().unwrap();
+        let failed = auditor.send(Append(leaf(2))).await.unwrap();
+        assert!(matches!(failed, Err(AuditError::Store(_))), "{failed:?}");
+        assert!(!health.is_writable());
+        // Nothing is acknowledged any more, not even once the disk has room again.
+        let refused = auditor.send(Append(leaf(3))).await.unwrap();
+        assert!(
+            matches!(refused, Err(AuditError::Unavailable)),
+            "{refused:?}"
+        );
+    }
+}
