@@ -1,11 +1,13 @@
 //! The daemon's configuration: `serve`'s flags, each also read from a `WASM_HYPERVISOR_…`
 //! environment variable, turned into the settings of the server, supervisor and sandbox.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
 use wasm_hypervisor_actors::auditor::store::StoreKind;
 use wasm_hypervisor_actors::sandbox::SandboxConfig;
 use wasm_hypervisor_actors::session::LimitsPolicy;
@@ -57,9 +59,17 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// `wasm-hypervisor serve` flags.
+/// `wasm-hypervisor serve` flags. Each setting comes from its flag, else its environment
+/// variable, else the `--config` file (its key is the flag's name), else its default.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// TOML file of settings, keyed by flag name (e.g. `max-fuel = 5000000000`).
+    #[arg(long, env = "WASM_HYPERVISOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter: a level (error, warn, info, debug, trace) or an env_logger filter;
+    /// `RUST_LOG`, if set, wins.
+    #[arg(long, env = "WASM_HYPERVISOR_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
     /// Address to listen on.
     #[arg(long, env = "WASM_HYPERVISOR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -127,6 +137,64 @@ pub struct ServeArgs {
     /// Bytes of value stack a program may use.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_STACK_HEIGHT", default_value_t = SandboxConfig::default().max_stack_height)]
     pub max_stack_height: usize,
+}
+
+/// The `serve` arguments to parse again with the `--config` file's settings placed before the
+/// command line's, for every setting that neither a flag nor an environment variable gave: the
+/// file fills gaps and never overrides.
+pub fn arguments_with_config_file(
+    serve: &clap::Command,
+    matches: &ArgMatches,
+    path: &Path,
+    command_line: Vec<OsString>,
+) -> Result<Vec<OsString>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| invalid("config", format!("cannot read {}: {error}", path.display())))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|error| invalid("config", format!("{}: {error}", path.display())))?;
+    let mut from_file = Vec::new();
+    for (key, value) in table {
+        let id = key.replace('-', "_");
+        let known = serve.get_arguments().any(|arg| arg.get_id() == id.as_str()) && id != "config";
+        if !known {
+            return Err(invalid(
+                "config",
+                format!("{}: unknown setting `{key}`", path.display()),
+            ));
+        }
+        let value = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(number) => number.to_string(),
+            other => {
+                return Err(invalid(
+                    "config",
+                    format!(
+                        "{}: `{key}` must be a string or an integer, not {}",
+                        path.display(),
+                        other.type_str()
+                    ),
+                ));
+            }
+        };
+        if matches!(
+            matches.value_source(&id),
+            None | Some(ValueSource::DefaultValue)
+        ) {
+            from_file.push(OsString::from(format!(
+                "--{}={value}",
+                id.replace('_', "-")
+            )));
+        }
+    }
+    let mut arguments = command_line;
+    // After the program name and the subcommand.
+    let at = arguments
+        .iter()
+        .position(|argument| argument == "serve")
+        .map_or(arguments.len(), |serve| serve + 1);
+    arguments.splice(at..at, from_file);
+    Ok(arguments)
 }
 
 impl ServeArgs {
@@ -199,5 +267,63 @@ impl ServeArgs {
             limits,
             sandbox,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    enum TestCli {
+        Serve(ServeArgs),
+    }
+
+    /// Parses `serve ARGS` with `file` as the `--config` file.
+    fn parse(file: &str, args: &[&str]) -> Result<ServerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut command_line: Vec<OsString> = vec!["test".into(), "serve".into()];
+        command_line.extend(args.iter().map(OsString::from));
+        let command = TestCli::command();
+        let matches = command.clone().try_get_matches_from(&command_line).unwrap();
+        let (_, serve_matches) = matches.subcommand().unwrap();
+        let serve = command.find_subcommand("serve").unwrap();
+        let arguments = arguments_with_config_file(serve, serve_matches, &path, command_line)?;
+        let TestCli::Serve(args) = TestCli::try_parse_from(arguments).unwrap();
+        args.into_config()
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_leave_unset() {
+        let config = parse(
+            "max-fuel = 5000\ndefault-fuel = 100\norigin = \"example.org/log\"\nstore = \"sled\"\n",
+            &["--default-fuel", "50"],
+        )
+        .unwrap();
+        assert_eq!(config.limits.max.fuel, 5000);
+        assert_eq!(config.limits.default.fuel, 50, "a flag beats the file");
+        assert_eq!(config.origin.as_deref(), Some("example.org/log"));
+        assert_eq!(config.store, StoreKind::Sled);
+        assert_eq!(
+            config.supervisor.session_ttl,
+            Duration::from_secs(60),
+            "defaults stay"
+        );
+    }
+
+    #[test]
+    fn invalid_configuration_names_the_setting() {
+        let unknown = parse("max-fule = 1\n", &[]).unwrap_err();
+        assert!(unknown.to_string().contains("max-fule"), "{unknown}");
+        let inconsistent = parse("max-fuel = 10\n", &[]).unwrap_err();
+        assert_eq!(inconsistent.setting, "default-fuel");
+        let origin = parse("origin = \"has space\"\n", &[]).unwrap_err();
+        assert_eq!(origin.setting, "origin");
+        let workers = parse("workers = 0\n", &[]).unwrap_err();
+        assert_eq!(workers.setting, "workers");
     }
 }

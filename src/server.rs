@@ -9,12 +9,13 @@ use wasm_hypervisor_actors::auditor::log::{AuditError, AuditLog};
 use wasm_hypervisor_actors::auditor::store::{self, StoreError, StoreKind};
 use wasm_hypervisor_actors::auditor::{Auditor, LogHealth};
 use wasm_hypervisor_actors::executor::WasmWorker;
+use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::supervisor::Supervisor;
 use wasm_hypervisor_protocol::api::{self, SUITE};
 use wasm_hypervisor_protocol::identity::IdentityKey;
 
 use crate::config::ServerConfig;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Readiness};
 use crate::identity_file::{self, IdentityFileError};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,16 +55,33 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         hex::encode(identity_body.fingerprint),
         identity_body.origin
     );
-    let auditor = open_audit_log(&config, &identity, &identity_body.origin)?;
-    let auditor_addr = auditor.0.clone();
+    let metrics = Arc::new(Metrics::default());
+    let (auditor, log_health) = open_audit_log(
+        &config,
+        &identity,
+        &identity_body.origin,
+        Arc::clone(&metrics),
+    )?;
     let workers = WasmWorker::start_pool(config.worker_threads, config.limits, config.sandbox);
-    let supervisor_config = config.supervisor.clone();
-    let supervisor = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-        Supervisor::new(supervisor_config, identity, workers, auditor)
-    });
+    let readiness = Readiness {
+        log_health: log_health.clone(),
+        workers: workers.clone(),
+    };
+    let supervisor = {
+        let (config, auditor, metrics) = (
+            config.supervisor.clone(),
+            auditor.clone(),
+            Arc::clone(&metrics),
+        );
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            Supervisor::new(config, identity, workers, (auditor, log_health), metrics)
+        })
+    };
     let state = web::Data::new(AppState {
         supervisor,
-        auditor: auditor_addr,
+        auditor,
+        metrics,
+        readiness,
         identity: identity_body.clone(),
         max_request_bytes: config.supervisor.max_request_bytes,
     });
@@ -93,6 +111,7 @@ fn open_audit_log(
     config: &ServerConfig,
     identity: &Arc<IdentityKey>,
     origin: &str,
+    metrics: Arc<Metrics>,
 ) -> Result<(actix::Addr<Auditor>, LogHealth), ServerError> {
     // A log of the other kind must not be silently replaced by an empty one.
     for other in StoreKind::ALL
@@ -121,7 +140,7 @@ fn open_audit_log(
         config.store,
         log.size()
     );
-    Ok(Auditor::start_with(log))
+    Ok(Auditor::start_with(log, metrics))
 }
 
 fn identity_body(identity: &IdentityKey, origin: Option<&str>) -> api::Identity {

@@ -34,9 +34,10 @@ pub enum Error {
     /// An audit query out of range; the message says which rule it breaks.
     #[error("{0}")]
     AuditQuery(&'static str),
-    /// The audit log failed; the daemon's log has the cause.
-    #[error("the audit log is unavailable")]
-    LogUnavailable,
+    /// Something the daemon needs failed (the audit log, the OS random number generator);
+    /// the daemon's log has the cause.
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 impl From<AuditError> for Error {
@@ -45,7 +46,7 @@ impl From<AuditError> for Error {
             AuditError::BadQuery(reason) => Self::AuditQuery(reason),
             error => {
                 log::error!("audit log: {error}");
-                Self::LogUnavailable
+                Self::Unavailable("the audit log is unavailable")
             }
         }
     }
@@ -64,7 +65,7 @@ impl Error {
             Self::Overloaded { .. } => ErrorCode::Overloaded,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::UnsealFailed { .. } => ErrorCode::UnsealFailed,
-            Self::Internal { .. } | Self::LogUnavailable => ErrorCode::Internal,
+            Self::Internal { .. } | Self::Unavailable(_) => ErrorCode::Internal,
             Self::Aborted { .. } => ErrorCode::Aborted,
         }
     }

@@ -4,6 +4,7 @@
 pub mod auditor;
 pub mod error;
 pub mod executor;
+pub mod metrics;
 pub mod sandbox;
 pub mod session;
 pub mod supervisor;

@@ -22,6 +22,7 @@ use crate::auditor::log::unix_millis;
 use crate::auditor::{Append, Appended, Ask, Auditor, LogHealth, SessionEntries};
 use crate::error::Error;
 use crate::executor::{Executor, WasmWorker};
+use crate::metrics::Metrics;
 use crate::os_random;
 use crate::session::{Finished, Job, Sealed};
 
@@ -66,6 +67,7 @@ pub struct Supervisor {
     workers: Addr<WasmWorker>,
     auditor: Addr<Auditor>,
     log_health: LogHealth,
+    metrics: Arc<Metrics>,
     sessions: HashMap<Uuid, Session>,
     pending_executions: usize,
 }
@@ -100,6 +102,7 @@ impl Supervisor {
         identity: Arc<IdentityKey>,
         workers: Addr<WasmWorker>,
         (auditor, log_health): (Addr<Auditor>, LogHealth),
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             config,
@@ -107,6 +110,7 @@ impl Supervisor {
             workers,
             auditor,
             log_health,
+            metrics,
             sessions: HashMap::new(),
             pending_executions: 0,
         }
@@ -127,6 +131,7 @@ impl Supervisor {
             State::Expired { forget_at } | State::Done { forget_at, .. } => *forget_at > now,
             _ => true,
         });
+        self.metrics.set_open_sessions(self.open_sessions());
     }
 
     fn open_sessions(&self) -> usize {
@@ -142,13 +147,12 @@ impl Supervisor {
             .ok_or(Error::BadClientNonce)?;
         // Without a writable log nothing could be committed: fail closed.
         if !self.log_health.is_writable() || self.open_sessions() >= self.config.max_open_sessions {
+            self.metrics.refused("sessions");
             return Err(Error::Overloaded {
                 retry_after_secs: RETRY_AFTER_SECS,
             });
         }
-        let internal = |_| Error::Internal {
-            request_commitment: commitment::ABSENT,
-        };
+        let internal = |_| Error::Unavailable("the daemon could not draw randomness");
         let keys = SessionKeyPair::derive(&*Zeroizing::new(os_random::<32>().map_err(internal)?));
         let server_seed = Zeroizing::new(os_random::<32>().map_err(internal)?);
         let session_id = Uuid::new_v4();
@@ -174,6 +178,7 @@ impl Supervisor {
                 state: State::Open { keys, server_seed },
             },
         );
+        self.metrics.set_open_sessions(self.open_sessions());
         Ok(Created {
             session_id,
             expires_at: announcement.expires_at,
@@ -203,6 +208,7 @@ impl Supervisor {
             return Err(Error::BadTicket);
         }
         if pending >= max_pending {
+            self.metrics.refused("executions");
             return Err(Error::Overloaded {
                 retry_after_secs: RETRY_AFTER_SECS,
             });
@@ -245,14 +251,23 @@ impl Supervisor {
     }
 
     /// Records how a consumed session ended and decides its answer.
-    fn finish(&mut self, session_id: Uuid, ended: Ended) -> Result<Receipt, Error> {
+    fn finish(
+        &mut self,
+        session_id: Uuid,
+        consumed_at: Instant,
+        ended: Ended,
+    ) -> Result<Receipt, Error> {
         self.pending_executions -= 1;
+        self.metrics.set_pending_executions(self.pending_executions);
         let Ended {
             request_commitment,
             request_index,
             finished,
             result,
         } = ended;
+        if let Finished::Sealed(sealed) = &finished {
+            self.metrics.executed(sealed.duration, sealed.fuel_consumed);
+        }
         let result = match (finished, result) {
             (Finished::Sealed(sealed), Some(Ok(appended))) => {
                 log::info!(
@@ -303,6 +318,11 @@ impl Supervisor {
                 Err(Error::Internal { request_commitment })
             }
         };
+        let status = match &result {
+            Ok(receipt) => receipt.sealed.status.as_str(),
+            Err(error) => error.code().as_str(),
+        };
+        self.metrics.session_ended(status, consumed_at.elapsed());
         if let Some(session) = self.sessions.get_mut(&session_id) {
             session.state = State::Done {
                 result: result.clone(),
@@ -463,11 +483,14 @@ impl Handler<Execute> for Supervisor {
             Ok(consumed) => consumed,
             Err(error) => return Box::pin(actix::fut::ready(Err(error))),
         };
+        let consumed_at = Instant::now();
         self.pending_executions += 1;
+        self.metrics.set_pending_executions(self.pending_executions);
+        self.metrics.set_open_sessions(self.open_sessions());
         let run = run_logged(session_id, job, self.auditor.clone(), self.workers.clone());
         Box::pin(
             run.into_actor(self)
-                .map(move |ended, supervisor, _| supervisor.finish(session_id, ended)),
+                .map(move |ended, supervisor, _| supervisor.finish(session_id, consumed_at, ended)),
         )
     }
 }

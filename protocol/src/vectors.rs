@@ -152,12 +152,7 @@ fn vectors() -> Value {
     let consistency = merkle::consistency_proof(3, 7, &tree).unwrap();
 
     let h = |bytes: &[u8]| hex::encode(bytes);
-    let hashes = |proof: &[[u8; 32]]| {
-        proof
-            .iter()
-            .map(hex::encode)
-            .collect::<Vec<_>>()
-    };
+    let hashes = |proof: &[[u8; 32]]| proof.iter().map(hex::encode).collect::<Vec<_>>();
     json!({
         "about": "wasm-hypervisor protocol v1 vectors (PROTOCOL.md). Every output is derived from the inputs; ECDSA uses RFC 6979 nonces with low-S, HPKE SetupBaseS draws ikmE as its randomness.",
         "inputs": {

@@ -8,7 +8,7 @@ mod trust;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::config::ServeArgs;
 
@@ -62,8 +62,18 @@ fn default_client_dir() -> PathBuf {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("wasm-hypervisor: {}", error_chain(error.as_ref()));
+            return ExitCode::from(2);
+        }
+    };
+    let log_filter = match &cli.command {
+        Command::Serve(args) => args.log_level.as_str(),
+        Command::Run(_) | Command::Audit(_) => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(log_filter))
         .format_timestamp_millis()
         .init();
     let result = actix_rt::System::new().block_on(async move {
@@ -77,6 +87,30 @@ pub fn main() -> ExitCode {
         eprintln!("wasm-hypervisor: {}", error_chain(error.as_ref()));
         ExitCode::FAILURE
     })
+}
+
+/// The command line, with `serve --config FILE` filling the settings that flags and
+/// environment variables left unset.
+fn parse() -> CliResult<Cli> {
+    let command_line: Vec<_> = std::env::args_os().collect();
+    let command = Cli::command();
+    let matches = command.clone().get_matches_from(&command_line);
+    let cli = Cli::from_arg_matches(&matches)?;
+    let (Command::Serve(args), Some(("serve", serve_matches))) =
+        (&cli.command, matches.subcommand())
+    else {
+        return Ok(cli);
+    };
+    let Some(path) = &args.config else {
+        return Ok(cli);
+    };
+    let serve = command
+        .find_subcommand("serve")
+        .expect("serve is a subcommand");
+    let arguments =
+        crate::config::arguments_with_config_file(serve, serve_matches, path, command_line)?;
+    // A bad value from the file is reported like one on the command line.
+    Ok(Cli::try_parse_from(arguments).unwrap_or_else(|error| error.exit()))
 }
 
 /// `error: cause: cause…`, so no reason is lost.

@@ -4,6 +4,7 @@
 mod error;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::http::header::CONTENT_TYPE;
@@ -11,9 +12,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::DateTime;
 use futures_util::StreamExt as _;
 use wasm_hypervisor_actors::Error;
+use wasm_hypervisor_actors::auditor::LogHealth;
 use wasm_hypervisor_actors::auditor::{
     Ask, Auditor, ConsistencyProof, LatestCheckpoint, LeafRange, Question, SessionEntries,
 };
+use wasm_hypervisor_actors::executor::WasmWorker;
+use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::supervisor::{
     CreateSession, Execute, GetResult, Receipt, RequestBody, ResultState, Supervisor,
 };
@@ -28,8 +32,16 @@ pub use error::ApiError;
 pub struct AppState {
     pub supervisor: Addr<Supervisor>,
     pub auditor: Addr<Auditor>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
     pub identity: api::Identity,
     pub max_request_bytes: usize,
+}
+
+/// What `/readyz` checks: the log takes writes and the worker pool runs.
+pub struct Readiness {
+    pub log_health: LogHealth,
+    pub workers: Addr<WasmWorker>,
 }
 
 /// `POST /sessions` bodies are one short JSON object.
@@ -37,6 +49,9 @@ const MAX_SESSION_REQUEST_BYTES: usize = 4096;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
         .route("/identity", web::get().to(identity))
         .service(
             web::resource("/sessions")
@@ -49,6 +64,37 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/audit/consistency", web::get().to(audit_consistency))
         .route("/audit/entries", web::get().to(audit_entries))
         .route("/audit/{session_id}", web::get().to(audit_session));
+}
+
+/// Alive: the HTTP layer answers.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Ready: the audit log takes writes and the worker pool runs.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let readiness = &state.readiness;
+    let problem = if !readiness.log_health.is_writable() {
+        Some("the audit log is not writable")
+    } else if !readiness.workers.connected() {
+        Some("the wasm worker pool stopped")
+    } else {
+        None
+    };
+    match problem {
+        None => HttpResponse::Ok().json(serde_json::json!({"ready": true})),
+        Some(reason) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"ready": false, "reason": reason})),
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render())
 }
 
 async fn identity(state: web::Data<AppState>) -> HttpResponse {

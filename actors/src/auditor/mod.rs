@@ -21,6 +21,7 @@ use wasm_hypervisor_protocol::commitment::Digest;
 use wasm_hypervisor_protocol::leaf::Leaf;
 
 use self::log::{AuditError, AuditLog, Entry, Proven};
+use crate::metrics::Metrics;
 
 /// Whether the log still accepts appends; shared with whoever must refuse work without it.
 #[derive(Debug, Clone)]
@@ -47,6 +48,7 @@ type Reply = oneshot::Sender<Result<Appended, AuditError>>;
 
 pub struct Auditor {
     writer: Addr<LogWriter>,
+    metrics: Arc<Metrics>,
     queued: Vec<(Leaf, Reply)>,
     writing: bool,
     health: LogHealth,
@@ -54,7 +56,8 @@ pub struct Auditor {
 
 impl Auditor {
     /// Starts the writer thread with an opened log, and the auditor on an arbiter of its own.
-    pub fn start_with(log: AuditLog) -> (Addr<Self>, LogHealth) {
+    pub fn start_with(log: AuditLog, metrics: Arc<Metrics>) -> (Addr<Self>, LogHealth) {
+        metrics.log_grew(log.size());
         let health = LogHealth(Arc::new(AtomicBool::new(true)));
         // The factory must be `Sync`; its one thread takes the log exactly once.
         let log = Mutex::new(Some(log));
@@ -68,6 +71,7 @@ impl Auditor {
         let auditor_health = health.clone();
         let auditor = Auditor::start_in_arbiter(&Arbiter::new().handle(), move |_| Auditor {
             writer,
+            metrics,
             queued: Vec::new(),
             writing: false,
             health: auditor_health,
@@ -97,6 +101,9 @@ impl Auditor {
                         entries,
                         checkpoint,
                     }) => {
+                        if let Some(last) = entries.last() {
+                            auditor.metrics.log_grew(last.index + 1);
+                        }
                         for (reply, entry) in replies.into_iter().zip(entries) {
                             let _ = reply.send(Ok(Appended {
                                 entry,
@@ -279,7 +286,7 @@ mod tests {
         let identity = Arc::new(IdentityKey::from_secret_bytes(&[0x41; 32]).unwrap());
         let store = store::open(StoreKind::Redb, dir.path()).unwrap();
         let (log, _) = AuditLog::open(store, Arc::clone(&identity), "test/log".into()).unwrap();
-        let (auditor, health) = Auditor::start_with(log);
+        let (auditor, health) = Auditor::start_with(log, Arc::default());
         let appends: Vec<_> = (0..64).map(|n| auditor.send(Append(leaf(n)))).collect();
         let mut checkpoints = HashSet::new();
         let mut indices = HashSet::new();
@@ -359,7 +366,7 @@ mod tests {
             writes_left: 1,
         });
         let (log, _) = AuditLog::open(store, identity, "test/log".into()).unwrap();
-        let (auditor, health) = Auditor::start_with(log);
+        let (auditor, health) = Auditor::start_with(log, Arc::default());
         auditor.send(Append(leaf(1))).await.unwrap().unwrap();
         let failed = auditor.send(Append(leaf(2))).await.unwrap();
         assert!(matches!(failed, Err(AuditError::Store(_))), "{failed:?}");
