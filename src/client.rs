@@ -1,7 +1,12 @@
 //! The client side of PROTOCOL.md over HTTP: pins the identity, opens a session, verifies the
 //! announcement, seals, posts and verifies everything it gets back before trusting the output.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 
 use awc::http::StatusCode;
 use wasm_hypervisor_protocol::announcement::{self, Expected};
@@ -17,6 +22,9 @@ use wasm_hypervisor_protocol::sealing;
 /// Largest response body the client reads: a sealed output map is bounded by the server's
 /// output limit, and JSON with base64 adds a third.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// Longer than the longest execution a daemon allows by default (60 s), with room to queue.
+const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -39,6 +47,8 @@ pub enum ClientError {
     Payload(#[from] PayloadError),
     #[error("the operating system's random number generator failed")]
     Random,
+    #[error("cannot use the CA certificate {0}")]
+    Tls(String),
     #[error(
         "the audit log is not consistent with a checkpoint seen before ({0}): it was rewritten or rolled back"
     )]
@@ -96,11 +106,44 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the daemon at `base_url` (`http://` or `https://`).
     pub fn new(base_url: &str) -> Self {
+        Self::with_http(
+            base_url,
+            awc::Client::builder().timeout(HTTP_TIMEOUT).finish(),
+        )
+    }
+
+    /// A client that trusts only the PEM certificates in `ca_file` for `https://`: the daemon's
+    /// own certificate or the CA that issued it.
+    pub fn with_ca(base_url: &str, ca_file: &Path) -> Result<Self, ClientError> {
+        let invalid = |reason: String| ClientError::Tls(format!("{}: {reason}", ca_file.display()));
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in
+            CertificateDer::pem_file_iter(ca_file).map_err(|error| invalid(error.to_string()))?
+        {
+            roots
+                .add(certificate.map_err(|error| invalid(error.to_string()))?)
+                .map_err(|error| invalid(error.to_string()))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| invalid(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = awc::Connector::new().rustls_0_23(Arc::new(tls));
+        let http = awc::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .connector(connector)
+            .finish();
+        Ok(Self::with_http(base_url, http))
+    }
+
+    fn with_http(base_url: &str, http: awc::Client) -> Self {
         Self {
-            http: awc::Client::builder()
-                .timeout(std::time::Duration::from_secs(300))
-                .finish(),
+            http,
             base_url: base_url.trim_end_matches('/').to_owned(),
         }
     }

@@ -19,6 +19,8 @@ use wasm_hypervisor_protocol::payload::Limits;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Serve HTTPS with this PEM certificate chain and private key.
+    pub tls: Option<TlsFiles>,
     pub data_dir: PathBuf,
     pub store: StoreKind,
     /// `None`: derived from the identity key's fingerprint.
@@ -34,6 +36,7 @@ impl ServerConfig {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
         Self {
             listen,
+            tls: None,
             data_dir,
             store: StoreKind::default(),
             origin: None,
@@ -43,6 +46,13 @@ impl ServerConfig {
             sandbox: SandboxConfig::default(),
         }
     }
+}
+
+/// PEM files for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub certificate_chain: PathBuf,
+    pub private_key: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +83,12 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WASM_HYPERVISOR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// PEM certificate chain: serve HTTPS instead of HTTP (needs --tls-key).
+    #[arg(long, env = "WASM_HYPERVISOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "WASM_HYPERVISOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Directory for the identity key (and the audit log).
     #[arg(long, env = "WASM_HYPERVISOR_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -251,8 +267,17 @@ impl ServeArgs {
             max_stack_height: self.max_stack_height,
             ..SandboxConfig::default()
         };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(certificate_chain), Some(private_key)) => Some(TlsFiles {
+                certificate_chain,
+                private_key,
+            }),
+            (None, None) => None,
+            _ => return Err(invalid("tls-cert", "--tls-cert and --tls-key go together")),
+        };
         Ok(ServerConfig {
             listen: self.listen,
+            tls,
             data_dir: self.data_dir,
             store: self.store,
             origin: self.origin,

@@ -14,7 +14,10 @@ use wasm_hypervisor_actors::supervisor::Supervisor;
 use wasm_hypervisor_protocol::api::{self, SUITE};
 use wasm_hypervisor_protocol::identity::IdentityKey;
 
-use crate::config::ServerConfig;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{ServerConfig, TlsFiles};
 use crate::http::{self, AppState, Readiness};
 use crate::identity_file::{self, IdentityFileError};
 
@@ -30,6 +33,8 @@ pub enum ServerError {
         "{dir} holds a {found} audit log; start with --store {found}, or move it away to start a new log"
     )]
     OtherStore { dir: String, found: StoreKind },
+    #[error("cannot use the TLS certificate or key {path}: {reason}")]
+    Tls { path: String, reason: String },
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -90,15 +95,23 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         source,
     };
     let http_server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-            .bind(config.listen)
-            .map_err(bind_error)?;
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes));
+    let http_server = match &config.tls {
+        None => http_server.bind(config.listen),
+        Some(files) => http_server.bind_rustls_0_23(config.listen, tls_config(files)?),
+    }
+    .map_err(bind_error)?;
     let addr = http_server
         .addrs()
         .first()
         .copied()
         .unwrap_or(config.listen);
-    log::info!("listening on http://{addr}");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    log::info!("listening on {scheme}://{addr}");
     Ok(RunningServer {
         addr,
         server: http_server.run(),
@@ -141,6 +154,23 @@ fn open_audit_log(
         log.size()
     );
     Ok(Auditor::start_with(log, metrics))
+}
+
+/// A rustls server config (ring provider, TLS 1.2 and 1.3) from PEM files.
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServerError> {
+    let tls_error = |path: &std::path::Path, reason: String| ServerError::Tls {
+        path: path.display().to_string(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(&files.certificate_chain)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| tls_error(&files.certificate_chain, error.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.private_key)
+        .map_err(|error| tls_error(&files.private_key, error.to_string()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|error| tls_error(&files.certificate_chain, error.to_string()))
 }
 
 fn identity_body(identity: &IdentityKey, origin: Option<&str>) -> api::Identity {

@@ -33,7 +33,7 @@ pub struct AuditArgs {
 }
 
 pub async fn audit(args: AuditArgs) -> CliResult<ExitCode> {
-    let client = Client::new(&args.client.server);
+    let client = args.client.client()?;
     let mut trust = Trust::load(&args.client.client_dir, &args.client.server)?;
     let pinned = trust.pin(client.identity().await?)?;
     let trusted = trust.checkpoint(&pinned)?;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
+use crate::client::Client;
 use crate::config::ServeArgs;
 
 #[derive(Debug, Parser)]
@@ -52,6 +53,18 @@ struct ClientArgs {
     /// Where pinned server identities and their last trusted checkpoints are kept.
     #[arg(long, env = "WASM_HYPERVISOR_CLIENT_DIR", default_value_os_t = default_client_dir())]
     client_dir: PathBuf,
+    /// For an `https://` server: the PEM certificate (or issuing CA) to trust.
+    #[arg(long, env = "WASM_HYPERVISOR_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    fn client(&self) -> CliResult<Client> {
+        Ok(match &self.ca_cert {
+            Some(ca_file) => Client::with_ca(&self.server, ca_file)?,
+            None => Client::new(&self.server),
+        })
+    }
 }
 
 fn default_client_dir() -> PathBuf {

@@ -11,7 +11,7 @@ use wasm_hypervisor_protocol::payload::{RequestPayload, RequestedLimits, ReturnV
 
 use super::trust::Trust;
 use super::{CliResult, ClientArgs};
-use crate::client::{Client, Execution};
+use crate::client::Execution;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -78,7 +78,7 @@ pub async fn run(args: RunArgs) -> CliResult<ExitCode> {
         },
         seed: Some(os_seed()?),
     };
-    let client = Client::new(&args.client.server);
+    let client = args.client.client()?;
     let mut trust = Trust::load(&args.client.client_dir, &args.client.server)?;
     let pinned = trust.pin(client.identity().await?)?;
     let trusted = trust.checkpoint(&pinned)?;
