@@ -302,21 +302,19 @@ impl Supervisor {
                 );
                 Err(Error::UnsealFailed { request_commitment })
             }
-            (finished, result) => {
-                let why = match (&finished, result) {
-                    (_, None) => "its request leaf could not be logged".to_owned(),
-                    (_, Some(Err(error))) => {
-                        format!("its result leaf could not be logged: {error}")
-                    }
-                    (Finished::Internal(reason), Some(Ok(_))) => (*reason).to_owned(),
-                    _ => unreachable!("the arms above take every other combination"),
-                };
-                log::error!(
-                    "session {session_id} internal: {why}; request_commitment={}",
-                    hex::encode(request_commitment)
-                );
-                Err(Error::Internal { request_commitment })
+            (Finished::Internal(reason), Some(Ok(_))) => {
+                internal(session_id, &request_commitment, reason)
             }
+            (_, Some(Err(error))) => internal(
+                session_id,
+                &request_commitment,
+                &format!("its result leaf could not be logged: {error}"),
+            ),
+            (_, None) => internal(
+                session_id,
+                &request_commitment,
+                "its request leaf could not be logged",
+            ),
         };
         let status = match &result {
             Ok(receipt) => receipt.sealed.status.as_str(),
@@ -331,6 +329,17 @@ impl Supervisor {
         }
         result
     }
+}
+
+/// A session the daemon failed: the cause goes to the daemon's log, never to the client.
+fn internal(session_id: Uuid, request_commitment: &Digest, cause: &str) -> Result<Receipt, Error> {
+    log::error!(
+        "session {session_id} internal: {cause}; request_commitment={}",
+        hex::encode(request_commitment)
+    );
+    Err(Error::Internal {
+        request_commitment: *request_commitment,
+    })
 }
 
 /// How a consumed session ended, with what the log made of it.

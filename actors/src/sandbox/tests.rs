@@ -812,26 +812,3 @@ fn host_calls_in_the_start_function_respect_its_cap() {
     assert_eq!(report.status, Status::Trap, "{report:?}");
     assert!(report.fuel_consumed < 1_000);
 }
-
-/// Prints how long one default fuel slice takes for a few kinds of code; `fuel_slice` is sized
-/// from it. Run with `cargo test --release -- --ignored --nocapture measure`.
-#[test]
-#[ignore = "a measurement, not a check"]
-fn measure_slice_duration() {
-    let slices = 20;
-    let config = SandboxConfig::default();
-    for (name, call) in [
-        ("tight loop", ""),
-        (
-            "clock_time_get",
-            "(drop (call $now (i32.const 1) (i64.const 0) (i32.const 0)))",
-        ),
-        ("random_get 64 KiB", RANDOM_64K),
-    ] {
-        let report = Case::new(&call_loop(call))
-            .limits(|l| l.fuel = slices * config.fuel_slice)
-            .run();
-        assert_eq!(report.status, Status::OutOfFuel);
-        println!("{name}: {:?} per slice", report.duration / slices as u32);
-    }
-}

@@ -1,0 +1,113 @@
+//! `cargo bench -p wasm-hypervisor-actors`: how long one fuel slice takes (the granularity of
+//! the wall-clock limit) and what one whole session costs (open, run, seal). Prints medians.
+
+use std::time::{Duration, Instant};
+
+use wasm_hypervisor_actors::sandbox::{self, Program, SandboxConfig};
+use wasm_hypervisor_actors::session::{self, Job, LimitsPolicy};
+use wasm_hypervisor_protocol::payload::{Limits, RequestPayload};
+use wasm_hypervisor_protocol::sealing::{self, SessionKeyPair};
+use zeroize::Zeroizing;
+
+const ROUNDS: usize = 21;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// A WASI command that repeats `body` forever.
+fn looping(body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+          (memory (export "memory") 2)
+          (func (export "_start") (loop $l {body} (br $l))))"#
+    ))
+    .expect("valid WAT")
+}
+
+fn slice_durations() {
+    let config = SandboxConfig::default();
+    let slices = 10;
+    let limits = Limits {
+        fuel: slices * config.fuel_slice,
+        memory_bytes: 1 << 20,
+        output_bytes: 1 << 10,
+        timeout_ms: 60_000,
+    };
+    for (name, body) in [
+        ("tight loop", ""),
+        (
+            "clock_time_get loop",
+            "(drop (call $now (i32.const 1) (i64.const 0) (i32.const 0)))",
+        ),
+        (
+            "random_get 64 KiB loop",
+            "(drop (call $random (i32.const 0) (i32.const 65536)))",
+        ),
+    ] {
+        let wasm = looping(body);
+        let program = Program {
+            wasm: &wasm,
+            entry: "_start",
+            args: &[],
+            env: &[],
+            stdin: &[],
+            random_seed: [0; 32],
+            issued_at_secs: 0,
+        };
+        let per_slice = median(
+            (0..ROUNDS)
+                .map(|_| sandbox::run(&program, &limits, &config).duration / slices as u32)
+                .collect(),
+        );
+        println!(
+            "one {}-fuel slice of a {name}: median {per_slice:?}",
+            config.fuel_slice
+        );
+    }
+}
+
+fn whole_session() {
+    let hello = wat::parse_str(include_str!("../../examples/hello.wat")).expect("valid WAT");
+    let payload = RequestPayload {
+        wasm: hello,
+        ..RequestPayload::default()
+    }
+    .encode();
+    let policy = LimitsPolicy::default();
+    let config = SandboxConfig::default();
+    let samples = (0..ROUNDS)
+        .map(|round| {
+            let keys = SessionKeyPair::derive(&[round as u8 + 1; 32]);
+            let announcement_hash = [7; 32];
+            let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+            let (enc_request, _) =
+                sealing::seal_request(keys.public_key(), &announcement_hash, &payload, &mut rng)
+                    .expect("sealing to a valid key");
+            let job = Job {
+                keys,
+                announcement_hash,
+                issued_at: 0,
+                server_seed: Zeroizing::new([1; 32]),
+                enc_request,
+                request_commitment: [2; 32],
+            };
+            let started = Instant::now();
+            let finished = session::run(job, &policy, &config);
+            assert!(matches!(finished, session::Finished::Sealed(_)));
+            started.elapsed()
+        })
+        .collect();
+    println!(
+        "one hello-world session (open, run, seal): median {:?}",
+        median(samples)
+    );
+}
+
+fn main() {
+    slice_durations();
+    whole_session();
+}

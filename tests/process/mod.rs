@@ -1,0 +1,370 @@
+//! Runs the `wasm-hypervisor` binary as a separate process, so that tests can SIGKILL it, tamper
+//! with its data directory and start it again, and runs the CLI the way a user does; plus the
+//! client steps and whole-log check those tests share.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasm_hypervisor::client::{Client, ClientError, PinnedIdentity};
+use wasm_hypervisor_protocol::announcement::{self, Expected};
+use wasm_hypervisor_protocol::api;
+use wasm_hypervisor_protocol::checkpoint::Checkpoint;
+use wasm_hypervisor_protocol::commitment;
+use wasm_hypervisor_protocol::leaf::{Leaf, Outcome};
+use wasm_hypervisor_protocol::merkle::{self, MemoryTree};
+use wasm_hypervisor_protocol::payload::RequestPayload;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wasm-hypervisor");
+/// How long a start, a CLI call or an HTTP call may take before the test gives up.
+const PATIENCE: Duration = Duration::from_secs(60);
+const LISTENING: &str = "listening on http://";
+
+/// A daemon process. Dropping it kills it (SIGKILL), so a failing test leaves nothing running.
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    pub client: Client,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Starts `serve --listen <listen> --data-dir <data_dir> <extra…>` and waits until it listens;
+/// `Err` with the exit status and stderr if it exits first.
+pub fn try_start(
+    data_dir: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> Result<Daemon, (ExitStatus, String)> {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the daemon binary starts");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (listening, addr) = mpsc::channel();
+    let reader = BufReader::new(child.stderr.take().expect("stderr is piped"));
+    let lines = Arc::clone(&stderr);
+    // Keeps draining stderr for the daemon's whole life, so its logging never blocks.
+    let drain = std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            if let Some(at) = line.find(LISTENING) {
+                let _ = listening.send(line[at + LISTENING.len()..].trim().to_owned());
+            }
+            let mut text = lines.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    match addr.recv_timeout(PATIENCE) {
+        Ok(addr) => Ok(Daemon {
+            child,
+            addr: addr
+                .parse()
+                .expect("the daemon logs the address it listens on"),
+            client: Client::new(&format!("http://{addr}")),
+            stderr,
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let status = child.wait().expect("the daemon is waited for");
+            drain
+                .join()
+                .expect("the stderr reader ends with the daemon");
+            let stderr = stderr.lock().unwrap().clone();
+            Err((status, stderr))
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the daemon did not listen within {PATIENCE:?}:\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+    }
+}
+
+pub fn start(data_dir: &Path, listen: &str, extra: &[&str]) -> Daemon {
+    try_start(data_dir, listen, extra).unwrap_or_else(|(status, stderr)| {
+        panic!("the daemon exited ({status}) instead of listening:\n{stderr}")
+    })
+}
+
+impl Daemon {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn pinned(&self) -> PinnedIdentity {
+        self.client.identity().await.expect("GET /identity")
+    }
+
+    /// SIGKILL, after checking that the daemon was still running (it did not die on its own).
+    pub fn kill(mut self) {
+        let early = self
+            .child
+            .try_wait()
+            .expect("the daemon's status is readable");
+        assert!(
+            early.is_none(),
+            "the daemon exited ({early:?}) before it was killed:\n{}",
+            self.stderr.lock().unwrap()
+        );
+        self.child.kill().expect("SIGKILL is delivered");
+        let status = self.child.wait().expect("the daemon is waited for");
+        assert_eq!(status.signal(), Some(9), "killed by SIGKILL");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct CliOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for CliOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout\n{}--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `wasm-hypervisor <args…>` to completion (killed after [`PATIENCE`]).
+pub fn cli(args: &[&str]) -> CliOutput {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the CLI starts");
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().expect("piped")));
+    let stderr = read(Box::new(child.stderr.take().expect("piped")));
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the CLI's status is readable") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`wasm-hypervisor {}` took over {PATIENCE:?}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    CliOutput {
+        status,
+        stdout: stdout.join().expect("stdout is read"),
+        stderr: stderr.join().expect("stderr is read"),
+    }
+}
+
+/// A session opened, its announcement verified as §3 asks, and a payload sealed to it: the
+/// session id is known before the execute call goes out, which `Client::execute` does not tell.
+pub struct Sealed {
+    pub session_id: String,
+    pub announcement_hash: commitment::Digest,
+    pub request_commitment: commitment::Digest,
+    ticket: [u8; 32],
+    enc_request: Vec<u8>,
+}
+
+pub async fn open_and_seal(
+    base_url: &str,
+    pinned: &PinnedIdentity,
+    payload: &RequestPayload,
+) -> Sealed {
+    let mut ticket = [0; 32];
+    getrandom::fill(&mut ticket).unwrap();
+    let client_nonce = commitment::client_nonce(&ticket);
+    let (status, body) = send(
+        awc::Client::new()
+            .post(format!("{base_url}/sessions"))
+            .content_type("application/json"),
+        Some(
+            serde_json::to_vec(&serde_json::json!({"client_nonce": hex::encode(client_nonce)}))
+                .unwrap(),
+        ),
+    )
+    .await
+    .expect("POST /sessions");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let created: api::SessionCreated = serde_json::from_slice(&body).unwrap();
+    let session_id = uuid::Uuid::parse_str(&created.session_id).unwrap();
+    let now_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let announcement = announcement::verify(
+        &created.announcement,
+        &created.signature,
+        &Expected {
+            identity: &pinned.key,
+            client_nonce: &client_nonce,
+            session_id: session_id.as_bytes(),
+            now_secs,
+        },
+    )
+    .expect("the announcement verifies");
+    let announcement_hash = announcement.hash();
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let (enc_request, _) = wasm_hypervisor_protocol::sealing::seal_request(
+        &announcement.public_key,
+        &announcement_hash,
+        &payload.encode(),
+        &mut rng,
+    )
+    .unwrap();
+    Sealed {
+        session_id: created.session_id,
+        announcement_hash,
+        request_commitment: commitment::request_commitment(&announcement_hash, &enc_request),
+        ticket,
+        enc_request,
+    }
+}
+
+/// `POST /sessions/{id}/execute`; `Err` if the connection broke before an answer came.
+pub async fn post_execute(base_url: &str, sealed: &Sealed) -> Result<(u16, Vec<u8>), String> {
+    let request = awc::Client::builder()
+        .timeout(PATIENCE)
+        .finish()
+        .post(format!("{base_url}/sessions/{}/execute", sealed.session_id))
+        .content_type(api::SEALED_REQUEST_CONTENT_TYPE)
+        .insert_header((api::TICKET_HEADER, hex::encode(sealed.ticket)));
+    send(request, Some(sealed.enc_request.clone())).await
+}
+
+pub async fn get(url: &str) -> (u16, Vec<u8>) {
+    send(
+        awc::Client::builder().timeout(PATIENCE).finish().get(url),
+        None,
+    )
+    .await
+    .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+}
+
+async fn send(
+    request: awc::ClientRequest,
+    body: Option<Vec<u8>>,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut response = match body {
+        Some(body) => request.send_body(body).await,
+        None => request.send().await,
+    }
+    .map_err(|error| error.to_string())?;
+    let body = response
+        .body()
+        .limit(64 << 20)
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok((response.status().as_u16(), body.to_vec()))
+}
+
+/// The §7 error code of an error body.
+pub fn error_code(body: &[u8]) -> String {
+    let error: api::ErrorBody = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("not an error body: {}", String::from_utf8_lossy(body)));
+    error.error.code
+}
+
+/// The auditor's full check of §6: downloads every entry, recomputes the root and compares it
+/// with `checkpoint`, and requires every result leaf to answer an open request leaf and no
+/// request leaf to be left without a result. Returns the indices of `aborted` result leaves.
+pub async fn whole_log(client: &Client, checkpoint: &Checkpoint) -> Vec<u64> {
+    let mut tree = MemoryTree::default();
+    let mut aborted = Vec::new();
+    let mut open = BTreeMap::new();
+    while tree.size() < checkpoint.size {
+        let page = client
+            .entries(tree.size(), checkpoint.size)
+            .await
+            .expect("GET /audit/entries");
+        assert!(!page.is_empty(), "no entries from {}", tree.size());
+        let mut hashes = Vec::new();
+        for (index, bytes) in page {
+            assert_eq!(index, tree.size() + hashes.len() as u64, "entries in order");
+            match Leaf::decode(&bytes).unwrap_or_else(|error| panic!("leaf {index}: {error}")) {
+                Leaf::Request(request) => {
+                    open.insert(index, (request.session_id, request.request_commitment));
+                }
+                Leaf::Result(result) => {
+                    assert_eq!(
+                        open.remove(&result.request_index),
+                        Some((result.session_id, result.request_commitment)),
+                        "result leaf {index} answers an open request leaf"
+                    );
+                    if result.outcome == Outcome::Aborted {
+                        aborted.push(index);
+                    }
+                }
+            }
+            hashes.push(merkle::leaf_hash(&bytes));
+        }
+        tree.push(&hashes).unwrap();
+    }
+    assert_eq!(
+        tree.root(),
+        checkpoint.root,
+        "the entries hash to the signed root"
+    );
+    assert!(open.is_empty(), "request leaves without a result: {open:?}");
+    aborted
+}
+
+/// Whether a client error is the verdict "rewritten or rolled back".
+pub fn is_inconsistent(error: &ClientError) -> bool {
+    matches!(error, ClientError::Inconsistent(_))
+}
+
+/// Copies a directory tree (files keep their permission bits).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+pub fn payload(wat: &str) -> RequestPayload {
+    RequestPayload {
+        wasm: wat::parse_str(wat).unwrap(),
+        ..RequestPayload::default()
+    }
+}
