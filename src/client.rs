@@ -23,6 +23,9 @@ use wasm_hypervisor_protocol::sealing;
 /// output limit, and JSON with base64 adds a third.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
+/// How often a client whose connection broke asks whether its execution has finished.
+const RESULT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Longer than the longest execution a daemon allows by default (60 s), with room to queue.
 const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -47,6 +50,10 @@ pub enum ClientError {
     Payload(#[from] PayloadError),
     #[error("the operating system's random number generator failed")]
     Random,
+    #[error(
+        "the connection broke during session {session_id} ({reason}); its result stays at GET /sessions/{session_id}/result for the daemon's retention period"
+    )]
+    Interrupted { session_id: String, reason: String },
     #[error("cannot use the CA certificate {0}")]
     Tls(String),
     #[error(
@@ -108,10 +115,13 @@ pub struct Client {
 impl Client {
     /// A client of the daemon at `base_url` (`http://` or `https://`).
     pub fn new(base_url: &str) -> Self {
-        Self::with_http(
-            base_url,
-            awc::Client::builder().timeout(HTTP_TIMEOUT).finish(),
-        )
+        Self::with_timeout(base_url, HTTP_TIMEOUT)
+    }
+
+    /// A client whose requests give up after `timeout`; an execution that outlasts it is
+    /// fetched from `GET /sessions/{id}/result` instead.
+    pub fn with_timeout(base_url: &str, timeout: std::time::Duration) -> Self {
+        Self::with_http(base_url, awc::Client::builder().timeout(timeout).finish())
     }
 
     /// A client that trusts only the PEM certificates in `ca_file` for `https://`: the daemon's
@@ -204,6 +214,12 @@ impl Client {
             },
         )?;
         let announcement_hash = announcement.hash();
+        // A log that was rolled back or rewritten gets no program at all.
+        if let Some(trusted) = trusted {
+            let current = self.checkpoint(pinned).await?;
+            self.verify_consistency(&trusted.checkpoint, &current.checkpoint)
+                .await?;
+        }
 
         let request_payload = payload.encode();
         let (enc_request, response_key) = sealing::seal_request(
@@ -217,7 +233,11 @@ impl Client {
             .post(self.url(&format!("/sessions/{}/execute", session_id.hyphenated())))
             .content_type(SEALED_REQUEST_CONTENT_TYPE)
             .insert_header((TICKET_HEADER, hex::encode(ticket)));
-        let (status, body) = self.send(execute, Some(enc_request.clone().into())).await?;
+        let (status, body) = match self.send(execute, Some(enc_request.clone().into())).await {
+            // The daemon keeps every result for a while: a broken connection loses nothing (§5).
+            Err(ClientError::Transport { .. }) => self.fetch_result(&created.session_id).await?,
+            answer => answer?,
+        };
         let executed: api::Executed = parse(status, StatusCode::OK, &body)?;
         let request_commitment = commitment::request_commitment(&announcement_hash, &enc_request);
         let result_commitment =
@@ -269,6 +289,29 @@ impl Client {
             request_index: executed.audit.request_index,
             checkpoint,
         })
+    }
+
+    /// `GET /sessions/{id}/result`, waiting while the execution still runs.
+    async fn fetch_result(
+        &self,
+        session_id: &str,
+    ) -> Result<(StatusCode, actix_web::web::Bytes), ClientError> {
+        let path = format!("/sessions/{session_id}/result");
+        let interrupted = |reason: String| ClientError::Interrupted {
+            session_id: session_id.to_owned(),
+            reason,
+        };
+        let started = std::time::Instant::now();
+        loop {
+            match self.send(self.http.get(self.url(&path)), None).await {
+                Ok((StatusCode::ACCEPTED, _)) if started.elapsed() < HTTP_TIMEOUT => {
+                    actix_rt::time::sleep(RESULT_POLL_INTERVAL).await;
+                }
+                Ok((StatusCode::ACCEPTED, _)) => return Err(interrupted("still running".into())),
+                Ok(answer) => return Ok(answer),
+                Err(error) => return Err(interrupted(error.to_string())),
+            }
+        }
     }
 
     /// Proves that one of two checkpoints of this log extends the other (RFC 9162 §2.1.4):

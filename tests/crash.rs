@@ -204,8 +204,10 @@ async fn run_and_kill(
                         state.checkpoints.push(execution.checkpoint.clone());
                         trusted = Some(execution.checkpoint);
                     }
-                    // A dead daemon can only break the connection.
-                    Err(ClientError::Transport { .. }) if killed.get() => {
+                    // A dead daemon can only break the connection, before or during execute.
+                    Err(ClientError::Transport { .. } | ClientError::Interrupted { .. })
+                        if killed.get() =>
+                    {
                         state.borrow_mut().cut_off += 1;
                         break;
                     }

@@ -266,3 +266,23 @@ async fn the_result_can_be_fetched_again_byte_for_byte() {
         .await;
     assert_eq!((again_status.as_u16(), again), (200, body));
 }
+
+#[actix_rt::test]
+async fn a_client_whose_connection_breaks_still_gets_its_result() {
+    let daemon = start(|_| {});
+    // Gives up on the execute call long before the program ends.
+    let client = wasm_hypervisor::client::Client::with_timeout(
+        &daemon.url(""),
+        std::time::Duration::from_millis(200),
+    );
+    let pinned = client.identity().await.unwrap();
+    let spin = RequestPayload {
+        limits: RequestedLimits {
+            timeout_ms: Some(1500),
+            ..Default::default()
+        },
+        ..payload(r#"(module (func (export "_start") (loop (br 0))))"#)
+    };
+    let execution = client.execute(&pinned, &spin, None).await.unwrap();
+    assert_eq!(execution.output.status, Status::Timeout);
+}
