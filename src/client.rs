@@ -85,6 +85,25 @@ impl SignedCheckpoint {
     }
 }
 
+/// A request sealed to a verified session, not yet sent ([`Client::seal`]).
+pub struct SealedRequest {
+    session_id: [u8; 16],
+    ticket: [u8; 32],
+    /// The announcement's TBS.
+    pub tbs: Vec<u8>,
+    pub request_payload: Vec<u8>,
+    pub enc_request: Vec<u8>,
+    pub request_commitment: Digest,
+    response_key: sealing::ResponseKey,
+}
+
+impl SealedRequest {
+    /// The session's id, as it goes in URLs.
+    pub fn session_id(&self) -> String {
+        api::uuid_text(&self.session_id)
+    }
+}
+
 /// A verified execution: the decoded output and everything needed to prove it later.
 #[derive(Debug, Clone)]
 pub struct Execution {
@@ -189,7 +208,19 @@ impl Client {
         payload: &RequestPayload,
         trusted: Option<&SignedCheckpoint>,
     ) -> Result<Execution, ClientError> {
-        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let sealed = self.seal(pinned, payload, trusted).await?;
+        self.submit(pinned, sealed, trusted).await
+    }
+
+    /// Opens a session, checks its announcement (§3) and, given `trusted`, that the log still
+    /// extends it, and seals `payload` to the session's key. Nothing of the program has left
+    /// the client yet, and the session id is known before it does.
+    pub async fn seal(
+        &self,
+        pinned: &PinnedIdentity,
+        payload: &RequestPayload,
+        trusted: Option<&SignedCheckpoint>,
+    ) -> Result<SealedRequest, ClientError> {
         let ticket: [u8; 32] = os_random()?;
         let client_nonce = commitment::client_nonce(&ticket);
         let request = api::CreateSession {
@@ -213,36 +244,61 @@ impl Client {
                 now_secs: unix_now(),
             },
         )?;
-        let announcement_hash = announcement.hash();
         // A log that was rolled back or rewritten gets no program at all.
         if let Some(trusted) = trusted {
             let current = self.checkpoint(pinned).await?;
             self.verify_consistency(&trusted.checkpoint, &current.checkpoint)
                 .await?;
         }
-
+        let announcement_hash = announcement.hash();
         let request_payload = payload.encode();
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let (enc_request, response_key) = sealing::seal_request(
             &announcement.public_key,
             &announcement_hash,
             &request_payload,
             &mut rng,
         )?;
+        Ok(SealedRequest {
+            session_id: *session_id.as_bytes(),
+            ticket,
+            tbs: created.announcement,
+            request_commitment: commitment::request_commitment(&announcement_hash, &enc_request),
+            request_payload,
+            enc_request,
+            response_key,
+        })
+    }
+
+    /// Posts a sealed request and makes the checks of §5 on the answer: the wire commitments,
+    /// the sealed result, the result leaf, its inclusion in a signed checkpoint, and that
+    /// checkpoint's consistency with `trusted`. A broken connection is recovered from
+    /// `GET /sessions/{id}/result`.
+    pub async fn submit(
+        &self,
+        pinned: &PinnedIdentity,
+        sealed: SealedRequest,
+        trusted: Option<&SignedCheckpoint>,
+    ) -> Result<Execution, ClientError> {
+        let session_id = sealed.session_id();
         let execute = self
             .http
-            .post(self.url(&format!("/sessions/{}/execute", session_id.hyphenated())))
+            .post(self.url(&format!("/sessions/{session_id}/execute")))
             .content_type(SEALED_REQUEST_CONTENT_TYPE)
-            .insert_header((TICKET_HEADER, hex::encode(ticket)));
-        let (status, body) = match self.send(execute, Some(enc_request.clone().into())).await {
+            .insert_header((TICKET_HEADER, hex::encode(sealed.ticket)));
+        let (status, body) = match self
+            .send(execute, Some(sealed.enc_request.clone().into()))
+            .await
+        {
             // The daemon keeps every result for a while: a broken connection loses nothing (§5).
-            Err(ClientError::Transport { .. }) => self.fetch_result(&created.session_id).await?,
+            Err(ClientError::Transport { .. }) => self.fetch_result(&session_id).await?,
             answer => answer?,
         };
         let executed: api::Executed = parse(status, StatusCode::OK, &body)?;
-        let request_commitment = commitment::request_commitment(&announcement_hash, &enc_request);
+        let request_commitment = sealed.request_commitment;
         let result_commitment =
             commitment::result_commitment(&request_commitment, &executed.sealed_result);
-        if executed.session_id != created.session_id
+        if executed.session_id != session_id
             || executed.outcome != "executed"
             || executed.request_commitment != request_commitment
             || executed.result_commitment != result_commitment
@@ -251,15 +307,16 @@ impl Client {
                 "the response's commitments do not bind what was sent and received".into(),
             ));
         }
-        let result_payload = ResultPayload::decode(&response_key.open(&executed.sealed_result)?)?;
+        let opened = sealed.response_key.open(&executed.sealed_result)?;
+        let result_payload = ResultPayload::decode(&opened)?;
         let output = OutputMap::decode(&result_payload.output)?;
         let input_commitment =
-            commitment::input_commitment(&result_payload.input_blind, &request_payload);
+            commitment::input_commitment(&result_payload.input_blind, &sealed.request_payload);
         let output_commitment =
             commitment::output_commitment(&result_payload.output_blind, &result_payload.output);
 
         let expected_leaf = ExpectedResult {
-            session_id: *session_id.as_bytes(),
+            session_id: sealed.session_id,
             request_index: executed.audit.request_index,
             commitments: [
                 request_commitment,
@@ -274,11 +331,11 @@ impl Client {
                 .await?;
         }
         Ok(Execution {
-            session_id: created.session_id,
+            session_id,
             output,
-            tbs: created.announcement,
-            request_payload,
-            enc_request,
+            tbs: sealed.tbs,
+            request_payload: sealed.request_payload,
+            enc_request: sealed.enc_request,
             enc_response: executed.sealed_result,
             result_payload,
             request_commitment,

@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// Executions running or queued before new ones get 503 [default: 4 × workers].
     #[arg(long, env = "WASM_HYPERVISOR_MAX_PENDING")]
     pub max_pending: Option<usize>,
+    /// Bytes of linear memory all pending executions may claim together, each counted at
+    /// --max-memory-bytes: it caps --max-pending.
+    #[arg(long, env = "WASM_HYPERVISOR_MEMORY_BUDGET", default_value_t = 2 << 30)]
+    pub memory_budget: u64,
     /// Sessions announced but not executed before new ones get 503.
     #[arg(
         long,
@@ -261,6 +265,21 @@ impl ServeArgs {
                 ));
             }
         }
+        // Each pending execution may claim the most memory a request can ask for.
+        let fit_in_budget = self.memory_budget / limits.max.memory_bytes.max(1);
+        if fit_in_budget == 0 {
+            return Err(invalid(
+                "memory-budget",
+                format!(
+                    "{} is below --max-memory-bytes {}: nothing could run",
+                    self.memory_budget, limits.max.memory_bytes
+                ),
+            ));
+        }
+        let max_pending_executions = self
+            .max_pending
+            .unwrap_or(4 * worker_threads)
+            .min(usize::try_from(fit_in_budget).unwrap_or(usize::MAX));
         let sandbox = SandboxConfig {
             max_table_elements: self.max_table_elements,
             max_recursion_depth: self.max_recursion_depth,
@@ -286,7 +305,7 @@ impl ServeArgs {
                 session_ttl: Duration::from_secs(self.session_ttl_secs),
                 result_retention: Duration::from_secs(self.result_retention_secs),
                 max_open_sessions: self.max_open_sessions,
-                max_pending_executions: self.max_pending.unwrap_or(4 * worker_threads),
+                max_pending_executions,
                 max_request_bytes: self.max_request_bytes,
             },
             limits,
@@ -350,5 +369,18 @@ mod tests {
         assert_eq!(origin.setting, "origin");
         let workers = parse("workers = 0\n", &[]).unwrap_err();
         assert_eq!(workers.setting, "workers");
+        let budget = parse("memory-budget = 1000\n", &[]).unwrap_err();
+        assert_eq!(budget.setting, "memory-budget");
+    }
+
+    #[test]
+    fn the_memory_budget_caps_pending_executions() {
+        let config = parse("max-pending = 100\nmemory-budget = 1073741824\n", &[]).unwrap();
+        assert_eq!(
+            config.supervisor.max_pending_executions, 4,
+            "1 GiB / 256 MiB"
+        );
+        let config = parse("max-pending = 3\n", &[]).unwrap();
+        assert_eq!(config.supervisor.max_pending_executions, 3);
     }
 }

@@ -12,12 +12,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use process::{Daemon, Sealed};
+use process::Daemon;
 use wasm_hypervisor::client::{Client, ClientError, Execution, PinnedIdentity, SignedCheckpoint};
 use wasm_hypervisor_protocol::api;
 use wasm_hypervisor_protocol::commitment::{self, Digest};
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome};
-use wasm_hypervisor_protocol::merkle;
 use wasm_hypervisor_protocol::payload::{RequestPayload, RequestedLimits, Status};
 
 /// Kill-and-restart rounds per store.
@@ -181,12 +180,17 @@ async fn run_and_kill(
     let mut spinners = Vec::new();
     let mut spinner_ids = Vec::new();
     for _ in 0..SPINNERS {
-        let sealed = process::open_and_seal(&base, pinned, &spin).await;
-        spinner_ids.push(sealed.session_id.clone());
-        let (base, pinned) = (base.clone(), pinned.clone());
+        let client = Client::new(&base);
+        let sealed = client
+            .seal(pinned, &spin, None)
+            .await
+            .expect("a spinner is sealed");
+        let (session_id, request_commitment) = (sealed.session_id(), sealed.request_commitment);
+        spinner_ids.push(session_id.clone());
+        let pinned = pinned.clone();
         spinners.push(actix_rt::spawn(async move {
-            let answer = process::post_execute(&base, &sealed).await;
-            (sealed, pinned, answer)
+            let answer = client.submit(&pinned, sealed, None).await;
+            (session_id, request_commitment, answer)
         }));
     }
     let mut quick = Vec::new();
@@ -253,79 +257,23 @@ async fn run_and_kill(
     }
     let mut round_state = Rc::try_unwrap(state).ok().unwrap().into_inner();
     for handle in spinners {
-        let (sealed, pinned, answer) = actix_rt::time::timeout(Duration::from_secs(30), handle)
-            .await
-            .expect("a spinner stops soon after the kill")
-            .unwrap();
+        let (session_id, request_commitment, answer) =
+            actix_rt::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .expect("a spinner stops soon after the kill")
+                .unwrap();
         match answer {
-            Err(_) => round_state
-                .unanswered
-                .push((sealed.session_id.clone(), sealed.request_commitment)),
-            Ok((200, body)) => {
-                let (answered, checkpoint) = verify_answer(&sealed, &pinned, &body);
-                round_state.answered.push(answered);
-                round_state.checkpoints.push(checkpoint);
+            Ok(execution) => {
+                round_state.answered.push(Answered::from(&execution));
+                round_state.checkpoints.push(execution.checkpoint);
             }
-            Ok((status, body)) => round_state.errors.push(format!(
-                "spinner answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            )),
+            Err(ClientError::Transport { .. } | ClientError::Interrupted { .. }) => round_state
+                .unanswered
+                .push((session_id, request_commitment)),
+            Err(error) => round_state.errors.push(format!("spinner: {error}")),
         }
     }
     round_state
-}
-
-/// Checks a spinner's `200` as a client must before it keeps it (§5, short of opening the
-/// result): the commitments bind what was sent and received, and the result leaf records them
-/// and is included in the signed checkpoint.
-fn verify_answer(
-    sealed: &Sealed,
-    pinned: &PinnedIdentity,
-    body: &[u8],
-) -> (Answered, SignedCheckpoint) {
-    let executed: api::Executed = serde_json::from_slice(body).unwrap();
-    let audit = &executed.audit;
-    let result_commitment =
-        commitment::result_commitment(&sealed.request_commitment, &executed.sealed_result);
-    let signed = SignedCheckpoint::verify(&audit.checkpoint, pinned).unwrap();
-    let Ok(Leaf::Result(leaf)) = Leaf::decode(&audit.leaf) else {
-        panic!("the audit leaf is not a result leaf");
-    };
-    assert_eq!(
-        (leaf.outcome, leaf.request_index),
-        (Outcome::Executed, audit.request_index)
-    );
-    assert_eq!(
-        (leaf.request_commitment, leaf.result_commitment),
-        (sealed.request_commitment, result_commitment)
-    );
-    let proof: Vec<Digest> = audit
-        .inclusion_proof
-        .iter()
-        .map(|hash| Digest::try_from(hash.as_slice()).unwrap())
-        .collect();
-    let checkpoint = &signed.checkpoint;
-    merkle::verify_inclusion(
-        &audit.leaf,
-        audit.result_index,
-        checkpoint.size,
-        &proof,
-        &checkpoint.root,
-    )
-    .unwrap();
-    let answered = Answered {
-        session_id: sealed.session_id.clone(),
-        request_index: audit.request_index,
-        result_index: audit.result_index,
-        announcement_hash: sealed.announcement_hash,
-        commitments: [
-            leaf.request_commitment,
-            leaf.result_commitment,
-            leaf.input_commitment,
-            leaf.output_commitment,
-        ],
-    };
-    (answered, signed)
 }
 
 /// The checks after a restart; returns the log size.

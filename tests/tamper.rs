@@ -313,12 +313,22 @@ async fn history_rewritten_and_resigned_is_detected(store: &'static str) {
             Rewrite::DroppedSession => {
                 assert_eq!(current.checkpoint.size, size - 2);
                 assert_not_found(&daemon, pinned, ids[0]).await;
-                // The next `run` executes, and then refuses the log it was added to.
+                // The next `run` refuses the log before it sends its program: nothing is added.
                 let run = original.run(&trust);
                 assert_detected(&run);
                 assert!(!run.stdout.contains("hello"), "{run}");
+                assert_eq!(
+                    daemon
+                        .client
+                        .checkpoint(pinned)
+                        .await
+                        .unwrap()
+                        .checkpoint
+                        .size,
+                    size - 2
+                );
                 // Grown past the trusted size, the tree still does not extend the trusted one.
-                run_sessions(&daemon, pinned, 1, None).await;
+                run_sessions(&daemon, pinned, 2, None).await;
                 let grown = daemon.client.checkpoint(pinned).await.unwrap();
                 assert_eq!(grown.checkpoint.size, size + 2);
                 assert_inconsistent(&daemon, trusted, &grown).await;

@@ -11,13 +11,11 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use wasm_hypervisor::client::{Client, ClientError, PinnedIdentity};
-use wasm_hypervisor_protocol::announcement::{self, Expected};
 use wasm_hypervisor_protocol::api;
 use wasm_hypervisor_protocol::checkpoint::Checkpoint;
-use wasm_hypervisor_protocol::commitment;
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome};
 use wasm_hypervisor_protocol::merkle::{self, MemoryTree};
 use wasm_hypervisor_protocol::payload::RequestPayload;
@@ -188,82 +186,6 @@ pub fn cli(args: &[&str]) -> CliOutput {
         stdout: stdout.join().expect("stdout is read"),
         stderr: stderr.join().expect("stderr is read"),
     }
-}
-
-/// A session opened, its announcement verified as §3 asks, and a payload sealed to it: the
-/// session id is known before the execute call goes out, which `Client::execute` does not tell.
-pub struct Sealed {
-    pub session_id: String,
-    pub announcement_hash: commitment::Digest,
-    pub request_commitment: commitment::Digest,
-    ticket: [u8; 32],
-    enc_request: Vec<u8>,
-}
-
-pub async fn open_and_seal(
-    base_url: &str,
-    pinned: &PinnedIdentity,
-    payload: &RequestPayload,
-) -> Sealed {
-    let mut ticket = [0; 32];
-    getrandom::fill(&mut ticket).unwrap();
-    let client_nonce = commitment::client_nonce(&ticket);
-    let (status, body) = send(
-        awc::Client::new()
-            .post(format!("{base_url}/sessions"))
-            .content_type("application/json"),
-        Some(
-            serde_json::to_vec(&serde_json::json!({"client_nonce": hex::encode(client_nonce)}))
-                .unwrap(),
-        ),
-    )
-    .await
-    .expect("POST /sessions");
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    let created: api::SessionCreated = serde_json::from_slice(&body).unwrap();
-    let session_id = uuid::Uuid::parse_str(&created.session_id).unwrap();
-    let now_secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let announcement = announcement::verify(
-        &created.announcement,
-        &created.signature,
-        &Expected {
-            identity: &pinned.key,
-            client_nonce: &client_nonce,
-            session_id: session_id.as_bytes(),
-            now_secs,
-        },
-    )
-    .expect("the announcement verifies");
-    let announcement_hash = announcement.hash();
-    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-    let (enc_request, _) = wasm_hypervisor_protocol::sealing::seal_request(
-        &announcement.public_key,
-        &announcement_hash,
-        &payload.encode(),
-        &mut rng,
-    )
-    .unwrap();
-    Sealed {
-        session_id: created.session_id,
-        announcement_hash,
-        request_commitment: commitment::request_commitment(&announcement_hash, &enc_request),
-        ticket,
-        enc_request,
-    }
-}
-
-/// `POST /sessions/{id}/execute`; `Err` if the connection broke before an answer came.
-pub async fn post_execute(base_url: &str, sealed: &Sealed) -> Result<(u16, Vec<u8>), String> {
-    let request = awc::Client::builder()
-        .timeout(PATIENCE)
-        .finish()
-        .post(format!("{base_url}/sessions/{}/execute", sealed.session_id))
-        .content_type(api::SEALED_REQUEST_CONTENT_TYPE)
-        .insert_header((api::TICKET_HEADER, hex::encode(sealed.ticket)));
-    send(request, Some(sealed.enc_request.clone())).await
 }
 
 pub async fn get(url: &str) -> (u16, Vec<u8>) {
