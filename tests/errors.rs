@@ -55,6 +55,18 @@ async fn session_creation_rejects_bad_nonces_with_malformed_request() {
 }
 
 #[actix_rt::test]
+async fn an_oversized_session_request_is_refused_in_the_error_format() {
+    let daemon = start(|_| {});
+    let padding = "x".repeat(5000);
+    let response = post_json(
+        &daemon.url("/sessions"),
+        &serde_json::json!({"client_nonce": hex::encode([1u8; 32]), "padding": padding}),
+    )
+    .await;
+    assert_error(&response, 413, "payload_too_large", false);
+}
+
+#[actix_rt::test]
 async fn too_many_open_sessions_is_overloaded_with_retry_after() {
     let daemon = start(|config| config.supervisor.max_open_sessions = 1);
     daemon.open_session().await;

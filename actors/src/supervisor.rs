@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use uuid::Uuid;
 use wasm_hypervisor_protocol::announcement::{Announcement, TBS_LEN};
+use wasm_hypervisor_protocol::api::session_id_from_text;
 use wasm_hypervisor_protocol::commitment::{self, ABSENT, Digest};
 use wasm_hypervisor_protocol::encoding::hex_decode;
 use wasm_hypervisor_protocol::identity::IdentityKey;
@@ -560,9 +561,8 @@ async fn aborted_before_restart(
 
 /// Only the canonical lowercase form names a session, so one session has one URL.
 fn parse_session_id(text: &str) -> Result<Uuid, Error> {
-    Uuid::parse_str(text)
-        .ok()
-        .filter(|id| id.hyphenated().to_string() == text)
+    session_id_from_text(text)
+        .map(Uuid::from_bytes)
         .ok_or(Error::SessionNotFound)
 }
 

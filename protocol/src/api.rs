@@ -144,6 +144,17 @@ pub fn leaf_record(leaf: &crate::leaf::Leaf) -> serde_json::Value {
     }
 }
 
+/// A session id's 16 bytes from its text, which must be the canonical lowercase 8-4-4-4-12
+/// form, so that one session has one name.
+pub fn session_id_from_text(text: &str) -> Option<[u8; 16]> {
+    let hex: String = text.split('-').collect();
+    let groups: Vec<usize> = text.split('-').map(str::len).collect();
+    if groups != [8, 4, 4, 4, 12] {
+        return None;
+    }
+    crate::encoding::hex_decode(&hex)
+}
+
 /// The lowercase 8-4-4-4-12 form of a session id's 16 bytes.
 pub fn uuid_text(bytes: &[u8; 16]) -> String {
     let hex = hex::encode(bytes);
@@ -230,3 +241,25 @@ pub const SEALED_REQUEST_CONTENT_TYPE: &str = "application/vnd.wasm-hypervisor.s
 pub const OCTET_STREAM_CONTENT_TYPE: &str = "application/octet-stream";
 /// The header that carries the hex ticket.
 pub const TICKET_HEADER: &str = "Session-Ticket";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_have_one_text_form() {
+        let text = "6f1e0c4a-3b2d-4c1e-9f8a-7b6c5d4e3f21";
+        let bytes = session_id_from_text(text).unwrap();
+        assert_eq!(uuid_text(&bytes), text);
+        for other in [
+            "6F1E0C4A-3B2D-4C1E-9F8A-7B6C5D4E3F21",
+            "6f1e0c4a3b2d4c1e9f8a7b6c5d4e3f21",
+            "{6f1e0c4a-3b2d-4c1e-9f8a-7b6c5d4e3f21}",
+            "6f1e0c4a-3b2d-4c1e-9f8a-7b6c5d4e3f2",
+            "6f1e0c4a-3b2d-4c1e-9f8a7b6c-5d4e3f21",
+            "",
+        ] {
+            assert_eq!(session_id_from_text(other), None, "{other}");
+        }
+    }
+}

@@ -53,11 +53,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/identity", web::get().to(identity))
-        .service(
-            web::resource("/sessions")
-                .app_data(web::PayloadConfig::new(MAX_SESSION_REQUEST_BYTES))
-                .route(web::post().to(create_session)),
-        )
+        .route("/sessions", web::post().to(create_session))
         .route("/sessions/{session_id}/execute", web::post().to(execute))
         .route("/sessions/{session_id}/result", web::get().to(result))
         .route("/audit/checkpoint", web::get().to(audit_checkpoint))
@@ -103,8 +99,21 @@ async fn identity(state: web::Data<AppState>) -> HttpResponse {
 
 async fn create_session(
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let body = match read_limited(payload, MAX_SESSION_REQUEST_BYTES).await {
+        RequestBody::Complete(body) => body,
+        RequestBody::TooLarge => {
+            return Err(ApiError(Error::PayloadTooLarge {
+                max_bytes: MAX_SESSION_REQUEST_BYTES,
+            }));
+        }
+        RequestBody::Unreadable => {
+            return Err(ApiError(Error::Malformed(
+                "the request body could not be read",
+            )));
+        }
+    };
     let request: api::CreateSession =
         serde_json::from_slice(&body).map_err(|_| Error::BadClientNonce)?;
     let created = state
@@ -248,11 +257,9 @@ async fn audit_session(
     state: web::Data<AppState>,
     session_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let session_id = uuid::Uuid::parse_str(&session_id)
-        .ok()
-        .filter(|id| id.hyphenated().to_string() == *session_id)
-        .ok_or(ApiError(Error::SessionNotFound))?;
-    let proven = ask(&state, SessionEntries(*session_id.as_bytes())).await?;
+    let session_id =
+        api::session_id_from_text(&session_id).ok_or(ApiError(Error::SessionNotFound))?;
+    let proven = ask(&state, SessionEntries(session_id)).await?;
     if proven.entries.is_empty() {
         return Err(ApiError(Error::SessionNotFound));
     }
@@ -273,7 +280,7 @@ async fn audit_session(
         })
         .collect();
     Ok(HttpResponse::Ok().json(api::SessionAudit {
-        session_id: session_id.hyphenated().to_string(),
+        session_id: api::uuid_text(&session_id),
         entries,
         checkpoint: proven.checkpoint,
     }))
