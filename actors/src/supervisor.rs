@@ -188,15 +188,12 @@ impl Supervisor {
         })
     }
 
-    /// The checks of §4 in their order; on success the session is consumed and its job built.
-    fn consume(&mut self, request: Execute) -> Result<(Uuid, Job), Error> {
-        let session_id = parse_session_id(&request.session_id)?;
-        let pending = self.pending_executions;
-        let max_pending = self.config.max_pending_executions;
-        let max_bytes = self.config.max_request_bytes;
+    /// The checks of §4 that need no body, in their order: 404, 410, 409, 403, 503.
+    fn admit(&self, session_id: &str, ticket: Option<&str>) -> Result<Uuid, Error> {
+        let session_id = parse_session_id(session_id)?;
         let session = self
             .sessions
-            .get_mut(&session_id)
+            .get(&session_id)
             .ok_or(Error::SessionNotFound)?;
         if matches!(session.state, State::Expired { .. }) || session.expires_at < unix_now() {
             return Err(Error::SessionExpired);
@@ -204,19 +201,29 @@ impl Supervisor {
         if !matches!(session.state, State::Open { .. }) {
             return Err(Error::SessionUsed);
         }
-        let ticket = request.ticket.as_deref().and_then(hex_decode::<32>);
+        let ticket = ticket.and_then(hex_decode::<32>);
         if ticket.map(|ticket| commitment::client_nonce(&ticket)) != Some(session.client_nonce) {
             return Err(Error::BadTicket);
         }
-        if pending >= max_pending {
+        if self.pending_executions >= self.config.max_pending_executions {
             self.metrics.refused("executions");
             return Err(Error::Overloaded {
                 retry_after_secs: RETRY_AFTER_SECS,
             });
         }
+        Ok(session_id)
+    }
+
+    /// All checks of §4 in their order; on success the session is consumed and its job built.
+    fn consume(&mut self, request: Execute) -> Result<(Uuid, Job), Error> {
+        let session_id = self.admit(&request.session_id, request.ticket.as_deref())?;
         let enc_request = match request.body {
             RequestBody::Complete(body) => body,
-            RequestBody::TooLarge => return Err(Error::PayloadTooLarge { max_bytes }),
+            RequestBody::TooLarge => {
+                return Err(Error::PayloadTooLarge {
+                    max_bytes: self.config.max_request_bytes,
+                });
+            }
             RequestBody::Unreadable => {
                 return Err(Error::Malformed("the request body could not be read"));
             }
@@ -232,10 +239,14 @@ impl Supervisor {
                 "header differs from the session's key config",
             ));
         }
+        let session = self
+            .sessions
+            .get_mut(&session_id)
+            .ok_or(Error::SessionNotFound)?;
         let State::Open { keys, server_seed } =
             std::mem::replace(&mut session.state, State::Running)
         else {
-            unreachable!("checked above that the session is open");
+            unreachable!("admit checked that the session is open, and nothing ran since");
         };
         let job = Job {
             keys,
@@ -441,6 +452,24 @@ impl Handler<CreateSession> for Supervisor {
 
     fn handle(&mut self, message: CreateSession, _: &mut Self::Context) -> Self::Result {
         self.create_session(&message.client_nonce)
+    }
+}
+
+/// The checks of an execute call that need no body, so that only a ticket holder can make the
+/// daemon read one. `Execute` makes them again, with the rest, when the body is there.
+#[derive(Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct Admit {
+    pub session_id: String,
+    pub ticket: Option<String>,
+}
+
+impl Handler<Admit> for Supervisor {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, message: Admit, _: &mut Self::Context) -> Self::Result {
+        self.admit(&message.session_id, message.ticket.as_deref())
+            .map(drop)
     }
 }
 

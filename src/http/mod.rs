@@ -19,7 +19,7 @@ use wasm_hypervisor_actors::auditor::{
 use wasm_hypervisor_actors::executor::WasmWorker;
 use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::supervisor::{
-    CreateSession, Execute, GetResult, Receipt, RequestBody, ResultState, Supervisor,
+    Admit, CreateSession, Execute, GetResult, Receipt, RequestBody, ResultState, Supervisor,
 };
 use wasm_hypervisor_protocol::api::{
     self, OCTET_STREAM_CONTENT_TYPE, SEALED_REQUEST_CONTENT_TYPE, TICKET_HEADER,
@@ -153,9 +153,17 @@ async fn execute(
             .iter()
             .any(|accepted| media_type.eq_ignore_ascii_case(accepted))
     });
+    let session_id = session_id.into_inner();
+    let ticket = header(TICKET_HEADER).map(str::to_owned);
+    // Only a ticket holder makes the daemon read a body.
+    let admit = Admit {
+        session_id: session_id.clone(),
+        ticket: ticket.clone(),
+    };
+    state.supervisor.send(admit).await??;
     let message = Execute {
-        session_id: session_id.into_inner(),
-        ticket: header(TICKET_HEADER).map(str::to_owned),
+        session_id,
+        ticket,
         content_type_ok,
         body: read_limited(payload, state.max_request_bytes).await,
     };
