@@ -5,14 +5,7 @@ mod common;
 use common::{payload, start};
 use wasm_hypervisor_protocol::payload::{RequestPayload, RequestedLimits, ReturnValue, Status};
 
-const HELLO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "hello\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 6))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+const HELLO: &str = include_str!("programs/hello.wat");
 
 /// Echoes stdin to stdout, then writes "err" to stderr.
 const CAT: &str = r#"(module

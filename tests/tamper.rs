@@ -24,14 +24,7 @@ use wasm_hypervisor_actors::auditor::log::{AuditLog, unix_millis};
 use wasm_hypervisor_actors::auditor::store::{self, StoreKind};
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
 
-const PROGRAM: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "hello\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 6))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+const PROGRAM: &str = include_str!("programs/hello.wat");
 
 /// Where result leaves keep the output commitment (§6 layout).
 const OUTPUT_COMMITMENT_AT: usize = 131;
