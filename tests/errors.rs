@@ -284,3 +284,69 @@ async fn the_identity_is_published_as_specified() {
     // The client accepts it as consistent.
     daemon.pinned().await;
 }
+
+#[actix_rt::test]
+async fn a_full_queue_refuses_executions_without_consuming_them() {
+    let daemon = start(|config| config.supervisor.max_pending_executions = 1);
+    let spin = wasm_hypervisor_protocol::payload::RequestPayload {
+        limits: wasm_hypervisor_protocol::payload::RequestedLimits {
+            timeout_ms: Some(1000),
+            ..Default::default()
+        },
+        ..payload(r#"(module (func (export "_start") (loop (br 0))))"#)
+    };
+    let busy = daemon.open_session().await;
+    let (busy_request, _) = busy.seal(&spin.encode());
+    let waiting = daemon.open_session().await;
+    let (waiting_request, _) = waiting.seal(&payload(OK_PROGRAM).encode());
+
+    let running = actix_rt::spawn({
+        let url = daemon.url(&format!("/sessions/{}/execute", busy.id()));
+        let ticket = busy.ticket_hex();
+        async move {
+            awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish()
+                .post(url)
+                .insert_header(("Content-Type", SEALED_REQUEST_CONTENT_TYPE))
+                .insert_header(("Session-Ticket", ticket))
+                .send_body(busy_request)
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    // Wait until the first execution holds the only slot.
+    let result_path = format!("/sessions/{}/result", busy.id());
+    for _ in 0..100 {
+        if daemon.get(&result_path).await.0 == 202 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        daemon.get(&result_path).await.0,
+        202,
+        "the first execution runs"
+    );
+
+    let mut refused = awc::Client::new()
+        .post(daemon.url(&format!("/sessions/{}/execute", waiting.id())))
+        .insert_header(("Content-Type", SEALED_REQUEST_CONTENT_TYPE))
+        .insert_header(("Session-Ticket", waiting.ticket_hex()))
+        .send_body(waiting_request.clone())
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().get("Retry-After").is_some());
+    assert_eq!(error_code(&refused.body().await.unwrap()).0, "overloaded");
+
+    assert_eq!(running.await.unwrap(), 200);
+    let (status, body) = waiting.execute(&daemon, waiting_request).await;
+    assert_eq!(
+        status,
+        200,
+        "refused, not consumed: {}",
+        String::from_utf8_lossy(&body)
+    );
+}
