@@ -97,7 +97,9 @@ impl SessionKeyPair {
         &self.public
     }
 
-    pub fn private_key_bytes(&self) -> Zeroizing<Vec<u8>> {
+    /// For the known-answer test only: the private key never leaves this type otherwise.
+    #[cfg(test)]
+    fn private_key_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.private.to_bytes().to_vec())
     }
 
