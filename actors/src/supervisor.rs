@@ -65,6 +65,8 @@ const RETRY_AFTER_SECS: u32 = 1;
 pub struct Supervisor {
     config: SupervisorConfig,
     identity: Arc<IdentityKey>,
+    /// The identity's fingerprint, which every announcement carries.
+    identity_fpr: Digest,
     workers: Addr<WasmWorker>,
     auditor: Addr<Auditor>,
     log_health: LogHealth,
@@ -107,6 +109,7 @@ impl Supervisor {
     ) -> Self {
         Self {
             config,
+            identity_fpr: identity.public().fingerprint(),
             identity,
             workers,
             auditor,
@@ -163,7 +166,7 @@ impl Supervisor {
             issued_at,
             expires_at: issued_at.saturating_add(self.config.session_ttl.as_secs()),
             client_nonce,
-            identity_fpr: self.identity.public().fingerprint(),
+            identity_fpr: self.identity_fpr,
             seed_commitment: commitment::seed_commitment(&server_seed),
             public_key: *keys.public_key(),
         };
