@@ -396,8 +396,7 @@ impl Client {
         };
         let consistency: api::Consistency = parse(status, StatusCode::OK, &body)
             .map_err(|error| inconsistent(error.to_string()))?;
-        let proof = digests(&consistency.proof)?;
-        merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &proof)
+        merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &consistency.proof)
             .map_err(|error| inconsistent(error.to_string()))
     }
 
@@ -432,7 +431,7 @@ impl Client {
                 &entry.leaf,
                 entry.index,
                 checkpoint.size,
-                &digests(&entry.inclusion_proof)?,
+                &entry.inclusion_proof,
                 &checkpoint.root,
             )?;
             leaves.push((entry.index, leaf));
@@ -537,18 +536,10 @@ fn verify_audit(
         &audit.leaf,
         audit.result_index,
         checkpoint.size,
-        &digests(&audit.inclusion_proof)?,
+        &audit.inclusion_proof,
         &checkpoint.root,
     )?;
     Ok(signed)
-}
-
-fn digests(hashes: &[Vec<u8>]) -> Result<Vec<Digest>, ClientError> {
-    hashes
-        .iter()
-        .map(|hash| Digest::try_from(hash.as_slice()))
-        .collect::<Result<_, _>>()
-        .map_err(|_| ClientError::InvalidResponse("a proof hash is not 32 bytes".into()))
 }
 
 /// Decodes a success body, or turns anything else into an error.

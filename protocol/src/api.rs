@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{base64_bytes, base64_list, hex32};
+use crate::commitment::Digest;
+use crate::encoding::{base64_bytes, base64_digests, hex32};
 
 /// `GET /identity`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -73,8 +74,8 @@ pub struct Audit {
     pub result_index: u64,
     #[serde(with = "base64_bytes")]
     pub leaf: Vec<u8>,
-    #[serde(with = "base64_list")]
-    pub inclusion_proof: Vec<Vec<u8>>,
+    #[serde(with = "base64_digests")]
+    pub inclusion_proof: Vec<Digest>,
     pub checkpoint: String,
 }
 
@@ -93,8 +94,8 @@ pub struct AuditEntry {
     pub leaf: Vec<u8>,
     /// The leaf decoded, hashes in hex (informative: verifiers use `leaf`).
     pub record: serde_json::Value,
-    #[serde(with = "base64_list")]
-    pub inclusion_proof: Vec<Vec<u8>>,
+    #[serde(with = "base64_digests")]
+    pub inclusion_proof: Vec<Digest>,
 }
 
 /// `GET /audit/consistency`.
@@ -102,8 +103,8 @@ pub struct AuditEntry {
 pub struct Consistency {
     pub old: u64,
     pub new: u64,
-    #[serde(with = "base64_list")]
-    pub proof: Vec<Vec<u8>>,
+    #[serde(with = "base64_digests")]
+    pub proof: Vec<Digest>,
 }
 
 /// `GET /audit/entries`.

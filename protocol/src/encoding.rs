@@ -37,21 +37,24 @@ pub mod base64_bytes {
     }
 }
 
-/// `#[serde(with = "base64_list")]` for `Vec<Vec<u8>>` fields (proofs).
-pub mod base64_list {
+/// `#[serde(with = "base64_digests")]` for proofs: lists of 32-byte hashes, each checked to be
+/// exactly 32 bytes when decoded.
+pub mod base64_digests {
     use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
 
-    pub fn serialize<S: Serializer>(items: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(items.iter().map(|item| super::base64_encode(item)))
+    pub fn serialize<S: Serializer>(hashes: &[[u8; 32]], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(hashes.iter().map(|hash| super::base64_encode(hash)))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<Vec<Vec<u8>>, D::Error> {
+    ) -> Result<Vec<[u8; 32]>, D::Error> {
         Vec::<String>::deserialize(deserializer)?
             .iter()
             .map(|text| {
-                super::base64_decode(text).ok_or_else(|| D::Error::custom("invalid base64"))
+                super::base64_decode(text)
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or_else(|| D::Error::custom("expected the base64 of 32 bytes"))
             })
             .collect()
     }
@@ -90,5 +93,15 @@ mod tests {
         assert_eq!(hex_decode::<2>("ABCD"), None);
         assert_eq!(hex_decode::<2>("abc"), None);
         assert_eq!(hex_decode::<2>("abcdef"), None);
+    }
+
+    #[test]
+    fn proofs_decode_only_as_32_byte_hashes() {
+        #[derive(serde::Deserialize)]
+        struct Proof(#[serde(with = "base64_digests")] Vec<[u8; 32]>);
+        let good = format!("[\"{}\"]", base64_encode(&[7; 32]));
+        assert_eq!(serde_json::from_str::<Proof>(&good).unwrap().0, [[7; 32]]);
+        let short = format!("[\"{}\"]", base64_encode(&[7; 31]));
+        assert!(serde_json::from_str::<Proof>(&short).is_err());
     }
 }

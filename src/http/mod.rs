@@ -239,11 +239,7 @@ async fn audit_consistency(
     let old = number(&query, "old", "`old` must be a number")?;
     let new = number(&query, "new", "`new` must be a number")?;
     let proof = ask(&state, ConsistencyProof { old, new }).await?;
-    Ok(HttpResponse::Ok().json(api::Consistency {
-        old,
-        new,
-        proof: proof.iter().map(|hash| hash.to_vec()).collect(),
-    }))
+    Ok(HttpResponse::Ok().json(api::Consistency { old, new, proof }))
 }
 
 async fn audit_entries(
@@ -280,11 +276,7 @@ async fn audit_session(
                 .map(|leaf| api::leaf_record(&leaf))
                 .unwrap_or_default(),
             leaf: entry.leaf,
-            inclusion_proof: entry
-                .inclusion_proof
-                .iter()
-                .map(|hash| hash.to_vec())
-                .collect(),
+            inclusion_proof: entry.inclusion_proof,
         })
         .collect();
     Ok(HttpResponse::Ok().json(api::SessionAudit {
@@ -306,11 +298,7 @@ fn executed(receipt: &Receipt) -> api::Executed {
             request_index: audit.request_index,
             result_index: audit.result_index,
             leaf: audit.leaf.clone(),
-            inclusion_proof: audit
-                .inclusion_proof
-                .iter()
-                .map(|hash| hash.to_vec())
-                .collect(),
+            inclusion_proof: audit.inclusion_proof.clone(),
             checkpoint: audit.checkpoint.clone(),
         },
     }
