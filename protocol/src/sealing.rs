@@ -251,12 +251,10 @@ pub(crate) mod tests {
     impl rand_core::TryCryptoRng for ReplayRng {}
 
     fn vectors() -> serde_json::Value {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/hpke-p256-sha256-aes256gcm.json"
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).expect("shared/ beside the project"))
-            .unwrap()
+        serde_json::from_str(include_str!(
+            "../testdata/rfc9180-p256-sha256-aes256gcm.json"
+        ))
+        .unwrap()
     }
 
     fn field(v: &serde_json::Value, name: &str) -> Vec<u8> {
