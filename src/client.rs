@@ -1,5 +1,5 @@
-//! The client side of PROTOCOL.md over HTTP: pins the identity, opens a session, verifies the
-//! announcement, seals, posts and verifies everything it gets back before trusting the output.
+//! The client side of `docs/PROTOCOL.md` over HTTP: pins the identity, opens a session, verifies
+//! the announcement, seals, posts and verifies everything it gets back before trusting the output.
 
 use std::path::Path;
 use std::sync::Arc;

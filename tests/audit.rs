@@ -1,6 +1,6 @@
-//! The audit log over HTTP (PROTOCOL.md §6): every consumed session leaves two leaves whatever
-//! its outcome, proofs verify against signed checkpoints, the query endpoints validate their
-//! parameters, and a restart turns orphaned requests into `aborted` results.
+//! The audit log over HTTP (`docs/PROTOCOL.md` §6): every consumed session leaves two leaves
+//! whatever its outcome, proofs verify against signed checkpoints, the query endpoints validate
+//! their parameters, and a restart turns orphaned requests into `aborted` results.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Crash safety of the audit log (PROTOCOL.md §5–§6), for each store: the daemon process is
+//! Crash safety of the audit log (`docs/PROTOCOL.md` §5–§6), for each store: the daemon process is
 //! killed with SIGKILL while clients run sessions, then restarted on the same data directory,
 //! several rounds in a row. After every restart: each session whose response a client received
 //! is in the log with valid proofs against the new checkpoint; the new checkpoint is consistent

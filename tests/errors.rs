@@ -1,4 +1,4 @@
-//! Every HTTP error of PROTOCOL.md §4 and §7 against the real daemon: which errors consume a
+//! Every HTTP error of `docs/PROTOCOL.md` §4 and §7 against the real daemon: which errors consume a
 //! session, which leave it usable, and that the first failure in §4's order wins.
 
 mod common;

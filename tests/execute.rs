@@ -1,4 +1,4 @@
-//! End to end through the real daemon: the client path, and every status of PROTOCOL.md §7.
+//! End to end through the real daemon: the client path, and every status of `docs/PROTOCOL.md` §7.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Tampering with the audit log's storage is detected (PROTOCOL.md §6), for each store. The
+//! Tampering with the audit log's storage is detected (`docs/PROTOCOL.md` §6), for each store. The
 //! daemon runs as a process on a data directory; a client, and `wasm-hypervisor audit` with its
 //! trust store, saw a checkpoint; then the directory is changed and the daemon restarted:
 //! - an older copy of the data directory put back: the log no longer extends what was seen;

@@ -1,4 +1,4 @@
-//! The actors' errors: every way a session request can fail, in the terms of PROTOCOL.md §7.
+//! The actors' errors: every way a session request can fail, in the terms of `docs/PROTOCOL.md` §7.
 
 use wasm_hypervisor_protocol::api::ErrorCode;
 

@@ -1,7 +1,7 @@
 //! Strict CBOR reading and deterministic CBOR writing over ciborium-ll headers.
 //!
 //! Hand-written rather than built on ciborium's `Value`, because `Value` silently accepts what
-//! PROTOCOL.md §4 requires us to refuse (duplicate keys, tags, indefinite lengths, unbounded
+//! `docs/PROTOCOL.md` §4 requires us to refuse (duplicate keys, tags, indefinite lengths, unbounded
 //! nesting). So [`Reader`] walks ciborium-ll [`Header`]s itself: it first checks that the whole
 //! input is one well-formed item under those rules, then hands out typed values in wire order,
 //! borrowed from the input. [`Writer`] emits RFC 8949 §4.2.1 core deterministic encoding.

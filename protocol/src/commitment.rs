@@ -1,4 +1,5 @@
-//! The SHA3-256 hashes of PROTOCOL.md §3, §5 and §6: every labelled hash, commitment and seed.
+//! The SHA3-256 hashes of `docs/PROTOCOL.md` §3, §5 and §6: every labelled hash, commitment
+//! and seed.
 
 use sha3::{Digest as _, Sha3_256};
 

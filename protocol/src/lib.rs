@@ -1,5 +1,5 @@
-//! The wasm-hypervisor wire format of `PROTOCOL.md`, version 1: pure functions and types, no I/O,
-//! so any Rust client can depend on this crate alone.
+//! The wasm-hypervisor wire format of `docs/PROTOCOL.md`, version 1: pure functions and types, no
+//! I/O, so any Rust client can depend on this crate alone.
 
 pub mod announcement;
 pub mod api;

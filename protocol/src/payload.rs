@@ -1,4 +1,4 @@
-//! The plaintext payloads of PROTOCOL.md §4 and §5: the request payload, the output map and
+//! The plaintext payloads of `docs/PROTOCOL.md` §4 and §5: the request payload, the output map and
 //! the result payload, with their strict CBOR decoders and deterministic encoders.
 
 use std::collections::HashSet;

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Independent interoperability client for the sealed execution protocol, version 1.
 
-Written from /work/shared/PROTOCOL.md (and the RFCs / C2SP specs it cites) alone, without
-reading the daemon's sources: if this client and the daemon agree, two independent readings of
-the contract agree.
+Written from the protocol document, docs/PROTOCOL.md (and the RFCs / C2SP specs it cites),
+alone, without reading the daemon's sources: if this client and the daemon agree, two
+independent readings of the contract agree.
 
     python3 client.py http://127.0.0.1:8080
 

@@ -1,5 +1,5 @@
-//! `wasm-hypervisor audit`: an auditor's checks of PROTOCOL.md §6, against the pinned identity
-//! and the last checkpoint this client trusted.
+//! `wasm-hypervisor audit`: an auditor's checks of `docs/PROTOCOL.md` §6, against the pinned
+//! identity and the last checkpoint this client trusted.
 
 use std::collections::BTreeMap;
 use std::fs;

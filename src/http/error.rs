@@ -1,4 +1,4 @@
-//! The one place where errors become HTTP responses (PROTOCOL.md §7).
+//! The one place where errors become HTTP responses (`docs/PROTOCOL.md` §7).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::RETRY_AFTER;

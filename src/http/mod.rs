@@ -1,5 +1,5 @@
-//! The HTTP API of PROTOCOL.md: parses requests, forwards them to the supervisor, and renders
-//! its answers. No wasm, no keys and no session state live here.
+//! The HTTP API of `docs/PROTOCOL.md`: parses requests, forwards them to the supervisor, and
+//! renders its answers. No wasm, no keys and no session state live here.
 
 mod error;
 

@@ -1,6 +1,6 @@
-//! The audit log itself (PROTOCOL.md §6): a store plus the Merkle tree and signed checkpoints
-//! over it. Verifies the whole log when opened, gives every orphaned request its `aborted`
-//! result, appends batches and answers the audit queries. Synchronous: it runs on the
+//! The audit log itself (`docs/PROTOCOL.md` §6): a store plus the Merkle tree and signed
+//! checkpoints over it. Verifies the whole log when opened, gives every orphaned request its
+//! `aborted` result, appends batches and answers the audit queries. Synchronous: it runs on the
 //! auditor's own thread, because every call may block on storage.
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,4 +1,4 @@
-//! The audit log's durable storage (PROTOCOL.md §6): leaves, the Merkle subtree hashes they
+//! The audit log's durable storage (`docs/PROTOCOL.md` §6): leaves, the Merkle subtree hashes they
 //! complete, a by-session index and the latest signed checkpoint, behind one [`LogStore`] trait
 //! with a redb and a sled backend.
 //!

@@ -1,5 +1,5 @@
 //! The sandbox: runs one WebAssembly program under hard limits (fuel, memory, output, wall
-//! clock) and reports how it ended, as the status table of PROTOCOL.md §7 defines it.
+//! clock) and reports how it ended, as the status table of `docs/PROTOCOL.md` §7 defines it.
 //!
 //! # How a run goes
 //!

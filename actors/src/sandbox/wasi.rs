@@ -1,10 +1,10 @@
 //! WASI preview 1 (`wasi_snapshot_preview1`) as this sandbox offers it: the ABI side of the host
 //! functions (decoding guest pointers, errno values) and the linker that defines them.
 //!
-//! This is a small host surface written for the sandbox instead of `wasmi_wasi`: that crate sits
-//! on `wasi-common`, which hands the guest a real filesystem, the host's clocks and OS entropy.
-//! We need none of them and must not leak them; what we need instead is deterministic: virtual
-//! clocks driven by fuel and a ChaCha20 keystream from the session's `random_seed` (PROTOCOL.md
+//! This is a small host surface written for the sandbox instead of `wasmi_wasi`: that crate sits on
+//! `wasi-common`, which hands the guest a real filesystem, the host's clocks and OS entropy. We
+//! need none of them and must not leak them; what we need instead is deterministic: virtual clocks
+//! driven by fuel and a ChaCha20 keystream from the session's `random_seed` (`docs/PROTOCOL.md`
 //! §8). Everything here is in-memory:
 //!
 //! - argv (`argv[0]` is `"program"`), environ (`KEY=VALUE`), stdin (fd 0; reads advance, and 0
