@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix::{Actor as _, Arbiter};
 use actix_web::{App, HttpServer, web};
-use wasm_hypervisor_actors::auditor::log::{AuditError, AuditLog};
+use wasm_hypervisor_actors::auditor::audit_log::{AuditError, AuditLog};
 use wasm_hypervisor_actors::auditor::store::{self, StoreError, StoreKind};
 use wasm_hypervisor_actors::auditor::{Auditor, LogHealth};
 use wasm_hypervisor_actors::executor::WasmWorker;

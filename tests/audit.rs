@@ -184,7 +184,7 @@ async fn a_restart_turns_orphaned_requests_into_aborted_results() {
         let store =
             wasm_hypervisor_actors::auditor::store::open(Default::default(), data_dir.path())
                 .unwrap();
-        let (mut log, aborted) = wasm_hypervisor_actors::auditor::log::AuditLog::open(
+        let (mut log, aborted) = wasm_hypervisor_actors::auditor::audit_log::AuditLog::open(
             store,
             Arc::clone(&identity),
             origin.clone(),

@@ -20,7 +20,7 @@ use process::{CliOutput, Daemon, is_inconsistent};
 use tempfile::TempDir;
 use wasm_hypervisor::client::{ClientError, Execution, PinnedIdentity, SignedCheckpoint};
 use wasm_hypervisor::identity_file;
-use wasm_hypervisor_actors::auditor::log::{AuditLog, unix_millis};
+use wasm_hypervisor_actors::auditor::audit_log::{AuditLog, unix_millis};
 use wasm_hypervisor_actors::auditor::store::{self, StoreKind};
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
 

@@ -2,7 +2,7 @@
 
 use wasm_hypervisor_protocol::api::ErrorCode;
 
-use crate::auditor::log::AuditError;
+use crate::auditor::audit_log::AuditError;
 use wasm_hypervisor_protocol::commitment::Digest;
 
 #[derive(Debug, Clone, thiserror::Error)]

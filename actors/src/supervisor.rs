@@ -19,7 +19,7 @@ use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
 use wasm_hypervisor_protocol::sealing::{HEADER, MIN_REQUEST_LEN, SessionKeyPair};
 use zeroize::Zeroizing;
 
-use crate::auditor::log::unix_millis;
+use crate::auditor::audit_log::unix_millis;
 use crate::auditor::{Append, Appended, Ask, Auditor, LogHealth, SessionEntries};
 use crate::error::Error;
 use crate::executor::{Executor, WasmWorker};
@@ -364,7 +364,7 @@ struct Ended {
     request_index: Option<u64>,
     finished: Finished,
     /// The result leaf, `None` if there was no request leaf to answer.
-    result: Option<Result<Appended, crate::auditor::log::AuditError>>,
+    result: Option<Result<Appended, crate::auditor::audit_log::AuditError>>,
 }
 
 /// Logs the request leaf, runs the job, logs the result leaf: a program runs only once its
@@ -417,7 +417,7 @@ async fn run_logged(
             output_commitment,
         })))
         .await
-        .unwrap_or(Err(crate::auditor::log::AuditError::Unavailable));
+        .unwrap_or(Err(crate::auditor::audit_log::AuditError::Unavailable));
     Ended {
         request_commitment,
         request_index: Some(request.entry.index),

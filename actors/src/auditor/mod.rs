@@ -3,13 +3,13 @@
 //! transaction with the tree nodes they complete and the checkpoint that covers them, and
 //! nobody is answered before their leaf is durable.
 //!
-//! The log itself ([`log::AuditLog`]) lives on a dedicated thread ([`LogWriter`], a
+//! The log itself ([`audit_log::AuditLog`]) lives on a dedicated thread ([`LogWriter`], a
 //! one-thread `SyncArbiter`), because storage calls block; queries go through the same thread,
 //! so every proof is against the checkpoint it is returned with. After a failed write the log
 //! fails closed: nothing more is appended, and [`LogHealth`] turns false so that the daemon
 //! stops admitting sessions and reports itself not ready.
 
-pub mod log;
+pub mod audit_log;
 pub mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use wasm_hypervisor_protocol::commitment::Digest;
 use wasm_hypervisor_protocol::leaf::Leaf;
 
-use self::log::{AuditError, AuditLog, Entry, Proven};
+use self::audit_log::{AuditError, AuditLog, Entry, Proven};
 use crate::metrics::Metrics;
 
 /// Whether the log still accepts appends; shared with whoever must refuse work without it.
@@ -112,7 +112,7 @@ impl Auditor {
                         }
                     }
                     Err(error) => {
-                        ::log::error!("audit log write failed, refusing further work: {error}");
+                        log::error!("audit log write failed, refusing further work: {error}");
                         auditor.health.fail();
                         reply_all(replies, Err(error));
                     }
