@@ -2,6 +2,8 @@
 //! by the CLI, and the CLI itself. Wasm execution lives in the `actors` crate, the wire format in
 //! the `protocol` crate.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -145,7 +145,7 @@ fn open_audit_log(
     for session_id in &aborted {
         log::warn!(
             "session {} was cut off by a restart; logged as aborted",
-            wasm_hypervisor_protocol::api::uuid_text(session_id)
+            api::uuid_text(session_id)
         );
     }
     log::info!(

@@ -214,7 +214,7 @@ async fn a_payload_that_does_not_decode_is_a_sealed_bad_payload_result() {
     let daemon = start(|_| {});
     let session = daemon.open_session().await;
     // A map with an unknown key: a typo must not silently drop a limit.
-    let mut bad = wasm_hypervisor_protocol::payload::RequestPayload {
+    let mut bad = RequestPayload {
         wasm: vec![0],
         ..Default::default()
     }

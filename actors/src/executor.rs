@@ -33,7 +33,7 @@ impl WasmWorker {
                     .name("wasm-worker".into())
                     .stack_size(WORKER_STACK_BYTES)
             },
-            move || WasmWorker { policy, sandbox },
+            move || Self { policy, sandbox },
         )
     }
 }
@@ -70,7 +70,7 @@ impl Executor {
     /// Starts the executor; the receiver yields the session's end.
     pub fn spawn(job: Job, workers: Addr<WasmWorker>) -> oneshot::Receiver<Finished> {
         let (done, finished) = oneshot::channel();
-        Executor {
+        Self {
             job: Some(job),
             workers,
             done: Some(done),

@@ -1,6 +1,8 @@
 //! wasm-hypervisor's actors: the supervisor (sessions and admission), one executor per session
 //! with the wasm worker pool and sandbox it runs on. Nothing here knows about HTTP.
 
+#![forbid(unsafe_code)]
+
 pub mod auditor;
 pub mod error;
 pub mod executor;

@@ -523,7 +523,7 @@ impl Handler<Execute> for Supervisor {
     fn handle(&mut self, message: Execute, _: &mut Self::Context) -> Self::Result {
         let (session_id, job) = match self.consume(message) {
             Ok(consumed) => consumed,
-            Err(error) => return Box::pin(actix::fut::ready(Err(error))),
+            Err(error) => return Box::pin(fut::ready(Err(error))),
         };
         let consumed_at = Instant::now();
         self.pending_executions += 1;

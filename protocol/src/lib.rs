@@ -1,6 +1,8 @@
 //! The wasm-hypervisor wire format of `docs/PROTOCOL.md`, version 1: pure functions and types, no
 //! I/O, so any Rust client can depend on this crate alone.
 
+#![forbid(unsafe_code)]
+
 pub mod announcement;
 pub mod api;
 pub mod cbor;

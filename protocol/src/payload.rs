@@ -93,7 +93,7 @@ pub struct ResultPayload {
 
 impl From<Limits> for RequestedLimits {
     fn from(limits: Limits) -> Self {
-        RequestedLimits {
+        Self {
             fuel: Some(limits.fuel),
             memory_bytes: Some(limits.memory_bytes),
             output_bytes: Some(limits.output_bytes),
@@ -152,7 +152,7 @@ fn shown(key: &str) -> String {
 
 impl PayloadError {
     fn unknown(map: Option<&'static str>, key: &str) -> Self {
-        PayloadError::UnknownKey {
+        Self::UnknownKey {
             map,
             key: shown(key),
         }
@@ -337,7 +337,7 @@ impl RequestPayload {
         let mut r = Reader::new(bytes)?;
         let n = r.map_len().map_err(|_| PayloadError::NotAMap)?;
         let mut wasm = None;
-        let mut payload = RequestPayload::default();
+        let mut payload = Self::default();
         fields(&mut r, n, None, |r, key| {
             match key {
                 "wasm" => wasm = Some(r.bytes().field("wasm", "bytes")?.to_vec()),
@@ -402,39 +402,37 @@ impl RequestPayload {
 
 impl Status {
     /// Every status, in §7's order (the first match wins).
-    pub const ALL: [Status; 10] = [
-        Status::Timeout,
-        Status::OutOfFuel,
-        Status::OutputLimit,
-        Status::MemoryLimit,
-        Status::InvalidModule,
-        Status::LinkError,
-        Status::BadPayload,
-        Status::Trap,
-        Status::Exit,
-        Status::Ok,
+    pub const ALL: [Self; 10] = [
+        Self::Timeout,
+        Self::OutOfFuel,
+        Self::OutputLimit,
+        Self::MemoryLimit,
+        Self::InvalidModule,
+        Self::LinkError,
+        Self::BadPayload,
+        Self::Trap,
+        Self::Exit,
+        Self::Ok,
     ];
 
     /// The wire name (§7).
     pub fn as_str(&self) -> &'static str {
         match self {
-            Status::Timeout => "timeout",
-            Status::OutOfFuel => "out_of_fuel",
-            Status::OutputLimit => "output_limit",
-            Status::MemoryLimit => "memory_limit",
-            Status::InvalidModule => "invalid_module",
-            Status::LinkError => "link_error",
-            Status::BadPayload => "bad_payload",
-            Status::Trap => "trap",
-            Status::Exit => "exit",
-            Status::Ok => "ok",
+            Self::Timeout => "timeout",
+            Self::OutOfFuel => "out_of_fuel",
+            Self::OutputLimit => "output_limit",
+            Self::MemoryLimit => "memory_limit",
+            Self::InvalidModule => "invalid_module",
+            Self::LinkError => "link_error",
+            Self::BadPayload => "bad_payload",
+            Self::Trap => "trap",
+            Self::Exit => "exit",
+            Self::Ok => "ok",
         }
     }
 
-    pub fn from_str_name(name: &str) -> Option<Status> {
-        Status::ALL
-            .into_iter()
-            .find(|status| status.as_str() == name)
+    pub fn from_str_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
     }
 }
 
@@ -448,19 +446,19 @@ impl ReturnValue {
     fn write(self, w: &mut Writer) {
         w.array(2);
         match self {
-            ReturnValue::I32(v) => {
+            Self::I32(v) => {
                 w.text("i32");
                 w.int(v.into());
             }
-            ReturnValue::I64(v) => {
+            Self::I64(v) => {
                 w.text("i64");
                 w.int(v);
             }
-            ReturnValue::F32(bits) => {
+            Self::F32(bits) => {
                 w.text("f32");
                 w.uint(bits.into());
             }
-            ReturnValue::F64(bits) => {
+            Self::F64(bits) => {
                 w.text("f64");
                 w.uint(bits);
             }
@@ -476,20 +474,20 @@ impl ReturnValue {
         }
         let out_of_range = |_| PayloadError::Invalid("a `returns` value does not fit its type");
         Ok(match r.text().field("returns", RETURNS)? {
-            "i32" => ReturnValue::I32(
+            "i32" => Self::I32(
                 r.int()
                     .field("returns", RETURNS)?
                     .try_into()
                     .map_err(out_of_range)?,
             ),
-            "i64" => ReturnValue::I64(r.int().field("returns", RETURNS)?),
-            "f32" => ReturnValue::F32(
+            "i64" => Self::I64(r.int().field("returns", RETURNS)?),
+            "f32" => Self::F32(
                 r.uint()
                     .field("returns", RETURNS)?
                     .try_into()
                     .map_err(out_of_range)?,
             ),
-            "f64" => ReturnValue::F64(r.uint().field("returns", RETURNS)?),
+            "f64" => Self::F64(r.uint().field("returns", RETURNS)?),
             _ => return Err(PayloadError::Invalid("unknown `returns` type")),
         })
     }
@@ -585,7 +583,7 @@ impl OutputMap {
         })?;
         r.end()?;
         let limits = limits.ok_or(PayloadError::Missing("limits"))?;
-        Ok(OutputMap {
+        Ok(Self {
             status: status.ok_or(PayloadError::Missing("status"))?,
             exit_code: exit_code.ok_or(PayloadError::Missing("exit_code"))?,
             stdout: stdout.ok_or(PayloadError::Missing("stdout"))?,
@@ -641,7 +639,7 @@ impl ResultPayload {
             Ok(())
         })?;
         r.end()?;
-        Ok(ResultPayload {
+        Ok(Self {
             output: output.ok_or(PayloadError::Missing("output"))?,
             input_blind: input_blind.ok_or(PayloadError::Missing("input_blind"))?,
             output_blind: output_blind.ok_or(PayloadError::Missing("output_blind"))?,

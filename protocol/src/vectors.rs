@@ -144,7 +144,7 @@ fn vectors() -> Value {
     tree.push(&leaf_hashes[3..]).unwrap();
     let origin = identity.public().default_origin();
     let checkpoint = Checkpoint {
-        origin: origin.clone(),
+        origin,
         size: 7,
         root: tree.root(),
     };

@@ -14,7 +14,7 @@ pub struct ApiError(#[from] pub Error);
 impl From<actix::MailboxError> for ApiError {
     fn from(_: actix::MailboxError) -> Self {
         log::error!("the supervisor is not answering");
-        ApiError(Error::Overloaded {
+        Self(Error::Overloaded {
             retry_after_secs: 1,
         })
     }

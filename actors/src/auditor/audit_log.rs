@@ -33,10 +33,10 @@ pub enum AuditError {
     Unavailable,
 }
 
-impl<E: Into<AuditError>> From<ProofError<E>> for AuditError {
+impl<E: Into<Self>> From<ProofError<E>> for AuditError {
     fn from(error: ProofError<E>) -> Self {
         match error {
-            ProofError::Invalid(reason) => AuditError::BadQuery(reason),
+            ProofError::Invalid(reason) => Self::BadQuery(reason),
             ProofError::Lookup(error) => error.into(),
         }
     }

@@ -69,7 +69,7 @@ impl Auditor {
             },
         );
         let auditor_health = health.clone();
-        let auditor = Auditor::start_in_arbiter(&Arbiter::new().handle(), move |_| Auditor {
+        let auditor = Self::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
             writer,
             metrics,
             queued: Vec::new(),

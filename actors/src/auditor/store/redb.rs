@@ -15,12 +15,12 @@ use super::{
     subtree_fits,
 };
 
-const LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("leaves");
+const LEAVES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("leaves");
 /// (level, index) → hash.
-const SUBTREES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("subtrees");
+const SUBTREES: TableDefinition<'static, (u8, u64), &[u8]> = TableDefinition::new("subtrees");
 /// session_id ‖ index (big-endian) → (), so a session's leaves are one prefix range.
-const BY_SESSION: TableDefinition<&[u8; 24], ()> = TableDefinition::new("by_session");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const BY_SESSION: TableDefinition<'static, &[u8; 24], ()> = TableDefinition::new("by_session");
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 
 const SIZE: &str = "size";
 const CHECKPOINT: &str = "checkpoint";
