@@ -73,7 +73,7 @@ pub struct PinnedIdentity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedCheckpoint {
     pub checkpoint: Checkpoint,
-    pub note: String,
+    pub(crate) note: String,
 }
 
 impl SignedCheckpoint {
@@ -90,9 +90,9 @@ pub struct SealedRequest {
     session_id: [u8; 16],
     ticket: [u8; 32],
     /// The announcement's TBS.
-    pub tbs: Vec<u8>,
-    pub request_payload: Vec<u8>,
-    pub enc_request: Vec<u8>,
+    pub(crate) tbs: Vec<u8>,
+    pub(crate) request_payload: Vec<u8>,
+    pub(crate) enc_request: Vec<u8>,
     pub request_commitment: Digest,
     response_key: sealing::ResponseKey,
 }

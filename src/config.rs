@@ -18,7 +18,7 @@ use wasm_hypervisor_protocol::payload::Limits;
 /// Everything `serve` needs, validated.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Serve HTTPS with this PEM certificate chain and private key.
     pub tls: Option<TlsFiles>,
     pub data_dir: PathBuf,
@@ -27,8 +27,8 @@ pub struct ServerConfig {
     pub origin: Option<String>,
     pub worker_threads: usize,
     pub supervisor: SupervisorConfig,
-    pub limits: LimitsPolicy,
-    pub sandbox: SandboxConfig,
+    pub(crate) limits: LimitsPolicy,
+    pub(crate) sandbox: SandboxConfig,
 }
 
 impl ServerConfig {
@@ -57,9 +57,9 @@ pub struct TlsFiles {
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting `{setting}`: {reason}")]
-pub struct ConfigError {
-    pub setting: &'static str,
-    pub reason: String,
+pub(crate) struct ConfigError {
+    pub(crate) setting: &'static str,
+    pub(crate) reason: String,
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -72,97 +72,97 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 /// `wasm-hypervisor serve` flags. Each setting comes from its flag, else its environment
 /// variable, else the `--config` file (its key is the flag's name), else its default.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// TOML file of settings, keyed by flag name (e.g. `max-fuel = 5000000000`).
     #[arg(long, env = "WASM_HYPERVISOR_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or an env_logger filter;
     /// `RUST_LOG`, if set, wins.
     #[arg(long, env = "WASM_HYPERVISOR_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    pub(crate) log_level: String,
     /// Address to listen on.
     #[arg(long, env = "WASM_HYPERVISOR_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// PEM certificate chain: serve HTTPS instead of HTTP (needs --tls-key).
     #[arg(long, env = "WASM_HYPERVISOR_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert.
     #[arg(long, env = "WASM_HYPERVISOR_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     /// Directory for the identity key (and the audit log).
     #[arg(long, env = "WASM_HYPERVISOR_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Audit log store: `redb` (fsyncs every commit) or `sled` (see the README).
     #[arg(long, env = "WASM_HYPERVISOR_STORE", default_value_t = StoreKind::default())]
-    pub store: StoreKind,
+    pub(crate) store: StoreKind,
     /// Name of the signing key and log [default: wasm-hypervisor/<16 hex digits of the fingerprint>].
     #[arg(long, env = "WASM_HYPERVISOR_ORIGIN")]
-    pub origin: Option<String>,
+    pub(crate) origin: Option<String>,
     /// Threads that run wasm [default: one per core].
     #[arg(long, env = "WASM_HYPERVISOR_WORKERS")]
-    pub workers: Option<usize>,
+    pub(crate) workers: Option<usize>,
     /// Executions running or queued before new ones get 503 [default: 4 × workers].
     #[arg(long, env = "WASM_HYPERVISOR_MAX_PENDING")]
-    pub max_pending: Option<usize>,
+    pub(crate) max_pending: Option<usize>,
     /// Bytes of linear memory all pending executions may claim together, each counted at
     /// --max-memory-bytes: it caps --max-pending.
     #[arg(long, env = "WASM_HYPERVISOR_MEMORY_BUDGET", default_value_t = 2 << 30)]
-    pub memory_budget: u64,
+    pub(crate) memory_budget: u64,
     /// Sessions announced but not executed before new ones get 503.
     #[arg(
         long,
         env = "WASM_HYPERVISOR_MAX_OPEN_SESSIONS",
         default_value_t = 10_000
     )]
-    pub max_open_sessions: usize,
+    pub(crate) max_open_sessions: usize,
     /// Seconds a session may wait for its execute call.
     #[arg(long, env = "WASM_HYPERVISOR_SESSION_TTL", default_value_t = 60)]
-    pub session_ttl_secs: u64,
+    pub(crate) session_ttl_secs: u64,
     /// Seconds a result stays available at GET /sessions/{id}/result.
     #[arg(long, env = "WASM_HYPERVISOR_RESULT_RETENTION", default_value_t = 600)]
-    pub result_retention_secs: u64,
+    pub(crate) result_retention_secs: u64,
     /// Largest sealed request body, in bytes.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
-    pub max_request_bytes: usize,
+    pub(crate) max_request_bytes: usize,
     /// Fuel when the request sets none.
     #[arg(long, env = "WASM_HYPERVISOR_DEFAULT_FUEL", default_value_t = LimitsPolicy::default().default.fuel)]
-    pub default_fuel: u64,
+    pub(crate) default_fuel: u64,
     /// Most fuel a request may ask for.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_FUEL", default_value_t = LimitsPolicy::default().max.fuel)]
-    pub max_fuel: u64,
+    pub(crate) max_fuel: u64,
     /// Linear memory bytes when the request sets none.
     #[arg(long, env = "WASM_HYPERVISOR_DEFAULT_MEMORY_BYTES", default_value_t = LimitsPolicy::default().default.memory_bytes)]
-    pub default_memory_bytes: u64,
+    pub(crate) default_memory_bytes: u64,
     /// Most linear memory bytes a request may ask for.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_MEMORY_BYTES", default_value_t = LimitsPolicy::default().max.memory_bytes)]
-    pub max_memory_bytes: u64,
+    pub(crate) max_memory_bytes: u64,
     /// stdout + stderr bytes when the request sets none.
     #[arg(long, env = "WASM_HYPERVISOR_DEFAULT_OUTPUT_BYTES", default_value_t = LimitsPolicy::default().default.output_bytes)]
-    pub default_output_bytes: u64,
+    pub(crate) default_output_bytes: u64,
     /// Most stdout + stderr bytes a request may ask for.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_OUTPUT_BYTES", default_value_t = LimitsPolicy::default().max.output_bytes)]
-    pub max_output_bytes: u64,
+    pub(crate) max_output_bytes: u64,
     /// Wall-clock milliseconds when the request sets none.
     #[arg(long, env = "WASM_HYPERVISOR_DEFAULT_TIMEOUT_MS", default_value_t = LimitsPolicy::default().default.timeout_ms)]
-    pub default_timeout_ms: u64,
+    pub(crate) default_timeout_ms: u64,
     /// Most wall-clock milliseconds a request may ask for.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_TIMEOUT_MS", default_value_t = LimitsPolicy::default().max.timeout_ms)]
-    pub max_timeout_ms: u64,
+    pub(crate) max_timeout_ms: u64,
     /// Table elements a program may have.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_TABLE_ELEMENTS", default_value_t = SandboxConfig::default().max_table_elements)]
-    pub max_table_elements: u32,
+    pub(crate) max_table_elements: u32,
     /// Nested calls a program may make.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_RECURSION_DEPTH", default_value_t = SandboxConfig::default().max_recursion_depth)]
-    pub max_recursion_depth: usize,
+    pub(crate) max_recursion_depth: usize,
     /// Bytes of value stack a program may use.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_STACK_HEIGHT", default_value_t = SandboxConfig::default().max_stack_height)]
-    pub max_stack_height: usize,
+    pub(crate) max_stack_height: usize,
 }
 
 /// The `serve` arguments to parse again with the `--config` file's settings placed before the
 /// command line's, for every setting that neither a flag nor an environment variable gave: the
 /// file fills gaps and never overrides.
-pub fn arguments_with_config_file(
+pub(crate) fn arguments_with_config_file(
     serve: &clap::Command,
     matches: &ArgMatches,
     path: &Path,
@@ -218,7 +218,7 @@ pub fn arguments_with_config_file(
 }
 
 impl ServeArgs {
-    pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
+    pub(crate) fn into_config(self) -> Result<ServerConfig, ConfigError> {
         if let Some(origin) = &self.origin {
             validate_origin(origin).map_err(|error| invalid("origin", error.to_string()))?;
         }

@@ -7,6 +7,6 @@
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod http;
+mod http;
 pub mod identity_file;
 pub mod server;

@@ -60,7 +60,7 @@ impl Handler<RunJob> for WasmWorker {
 }
 
 /// One session's executor.
-pub struct Executor {
+pub(crate) struct Executor {
     job: Option<Job>,
     workers: Addr<WasmWorker>,
     done: Option<oneshot::Sender<Finished>>,
@@ -68,7 +68,7 @@ pub struct Executor {
 
 impl Executor {
     /// Starts the executor; the receiver yields the session's end.
-    pub fn spawn(job: Job, workers: Addr<WasmWorker>) -> oneshot::Receiver<Finished> {
+    pub(crate) fn spawn(job: Job, workers: Addr<WasmWorker>) -> oneshot::Receiver<Finished> {
         let (done, finished) = oneshot::channel();
         Self {
             job: Some(job),

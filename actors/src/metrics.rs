@@ -106,32 +106,32 @@ impl Default for Metrics {
 
 impl Metrics {
     /// One consumed session ended; `status` is its §7 status or its log outcome.
-    pub fn session_ended(&self, status: &'static str, end_to_end: Duration) {
+    pub(crate) fn session_ended(&self, status: &'static str, end_to_end: Duration) {
         self.sessions.get_or_create(&StatusLabel { status }).inc();
         self.end_to_end_seconds.observe(end_to_end.as_secs_f64());
     }
 
-    pub fn executed(&self, duration: Duration, fuel: u64) {
+    pub(crate) fn executed(&self, duration: Duration, fuel: u64) {
         self.execution_seconds.observe(duration.as_secs_f64());
         self.fuel_consumed.inc_by(fuel);
     }
 
-    pub fn set_pending_executions(&self, pending: usize) {
+    pub(crate) fn set_pending_executions(&self, pending: usize) {
         self.pending_executions
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
-    pub fn set_open_sessions(&self, open: usize) {
+    pub(crate) fn set_open_sessions(&self, open: usize) {
         self.open_sessions
             .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     /// `what` is `sessions` or `executions`.
-    pub fn refused(&self, what: &'static str) {
+    pub(crate) fn refused(&self, what: &'static str) {
         self.refused.get_or_create(&RefusedLabel { what }).inc();
     }
 
-    pub fn log_grew(&self, leaves: u64) {
+    pub(crate) fn log_grew(&self, leaves: u64) {
         let leaves = i64::try_from(leaves).unwrap_or(i64::MAX);
         self.log_leaves.set(leaves);
         self.checkpoint_size.set(leaves);

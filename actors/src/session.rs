@@ -41,7 +41,7 @@ impl Default for LimitsPolicy {
 
 impl LimitsPolicy {
     /// A request may lower a limit but never raise it past the maximum.
-    pub fn apply(&self, requested: &RequestedLimits) -> Limits {
+    pub(crate) fn apply(&self, requested: &RequestedLimits) -> Limits {
         let pick =
             |asked: Option<u64>, default: u64, max: u64| asked.map_or(default, |v| v.min(max));
         Limits {
@@ -82,11 +82,11 @@ pub struct Job {
 pub struct Sealed {
     pub enc_response: Vec<u8>,
     pub result_commitment: Digest,
-    pub input_commitment: Digest,
-    pub output_commitment: Digest,
-    pub status: Status,
-    pub fuel_consumed: u64,
-    pub duration: Duration,
+    pub(crate) input_commitment: Digest,
+    pub(crate) output_commitment: Digest,
+    pub(crate) status: Status,
+    pub(crate) fuel_consumed: u64,
+    pub(crate) duration: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -8,10 +8,10 @@ use crate::commitment::{Digest, h3};
 use crate::identity::{IdentityKey, IdentityPublicKey, SEC1_LEN};
 use crate::sealing::{self, KEY_CONFIG_LEN};
 
-pub const VERSION: u8 = 0x01;
+pub(crate) const VERSION: u8 = 0x01;
 pub const TBS_LEN: usize = 205;
 /// How far a client lets the server's clock run behind its own when checking `expires_at`.
-pub const MAX_CLOCK_SKEW_SECS: u64 = 30;
+pub(crate) const MAX_CLOCK_SKEW_SECS: u64 = 30;
 
 const SIGNATURE_LABEL: &[u8] = b"wasm-hv/v1 session-key";
 
@@ -97,7 +97,7 @@ pub(crate) fn field<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
 }
 
 /// `"wasm-hv/v1 session-key" ‖ 0x00 ‖ TBS`.
-pub fn signing_input(tbs: &[u8]) -> Vec<u8> {
+pub(crate) fn signing_input(tbs: &[u8]) -> Vec<u8> {
     [SIGNATURE_LABEL, &[0], tbs].concat()
 }
 

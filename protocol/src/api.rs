@@ -21,9 +21,9 @@ pub struct Identity {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Suite {
-    pub kem: u16,
-    pub kdf: u16,
-    pub aead: u16,
+    pub(crate) kem: u16,
+    pub(crate) kdf: u16,
+    pub(crate) aead: u16,
 }
 
 /// The only suite of version 1.

@@ -9,7 +9,7 @@
 use ciborium_ll::{Decoder, Encoder, Header};
 
 /// The deepest nesting of arrays and maps accepted (§4); the top-level container is level 1.
-pub const MAX_DEPTH: usize = 8;
+pub(crate) const MAX_DEPTH: usize = 8;
 
 /// Why input is not acceptable CBOR, or not of the type a caller asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +38,7 @@ pub enum Error {
 /// Non-shortest integer and length encodings are accepted: §4 does not forbid them, and the
 /// committed bytes are whatever the client sent.
 #[derive(Debug, Clone)]
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     input: &'a [u8],
     pos: usize,
 }
@@ -49,7 +49,7 @@ impl<'a> Reader<'a> {
     ///
     /// Checking everything up front makes the structural errors independent of the order in
     /// which a caller happens to visit fields.
-    pub fn new(input: &'a [u8]) -> Result<Self, Error> {
+    pub(crate) fn new(input: &'a [u8]) -> Result<Self, Error> {
         let mut check = Reader { input, pos: 0 };
         check.skip(0)?;
         if check.pos != input.len() {
@@ -59,7 +59,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless the whole input has been read.
-    pub fn end(&self) -> Result<(), Error> {
+    pub(crate) fn end(&self) -> Result<(), Error> {
         if self.pos == self.input.len() {
             Ok(())
         } else {
@@ -68,7 +68,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a map header; the caller then reads that many key/value pairs.
-    pub fn map_len(&mut self) -> Result<usize, Error> {
+    pub(crate) fn map_len(&mut self) -> Result<usize, Error> {
         match self.header()? {
             Header::Map(Some(len)) => Ok(len),
             Header::Map(None) => Err(Error::Indefinite),
@@ -77,7 +77,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an array header; the caller then reads that many items.
-    pub fn array_len(&mut self) -> Result<usize, Error> {
+    pub(crate) fn array_len(&mut self) -> Result<usize, Error> {
         match self.header()? {
             Header::Array(Some(len)) => Ok(len),
             Header::Array(None) => Err(Error::Indefinite),
@@ -85,7 +85,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn text(&mut self) -> Result<&'a str, Error> {
+    pub(crate) fn text(&mut self) -> Result<&'a str, Error> {
         match self.header()? {
             Header::Text(Some(len)) => {
                 core::str::from_utf8(self.take(len)?).map_err(|_| Error::InvalidUtf8)
@@ -95,7 +95,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn bytes(&mut self) -> Result<&'a [u8], Error> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Error> {
         match self.header()? {
             Header::Bytes(Some(len)) => self.take(len),
             Header::Bytes(None) => Err(Error::Indefinite),
@@ -103,7 +103,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn uint(&mut self) -> Result<u64, Error> {
+    pub(crate) fn uint(&mut self) -> Result<u64, Error> {
         match self.header()? {
             Header::Positive(n) => Ok(n),
             _ => Err(Error::Type),
@@ -111,7 +111,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an unsigned or negative integer that fits an `i64`.
-    pub fn int(&mut self) -> Result<i64, Error> {
+    pub(crate) fn int(&mut self) -> Result<i64, Error> {
         match self.header()? {
             Header::Positive(n) => i64::try_from(n).map_err(|_| Error::Type),
             // A negative item carries -1 - value, which is the bitwise complement.
@@ -121,7 +121,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Consumes a `null` if one comes next and says whether it did.
-    pub fn null(&mut self) -> bool {
+    pub(crate) fn null(&mut self) -> bool {
         // 0xf6 is the only well-formed encoding of null (RFC 8949 §3.3), so no header is needed.
         let next = self.input.get(self.pos) == Some(&0xf6);
         if next {
@@ -197,24 +197,24 @@ impl<'a> Reader<'a> {
 /// Builds RFC 8949 §4.2.1 core deterministic encoding: shortest-form heads (ciborium-ll's
 /// `Encoder` always picks them), definite lengths, and map entries sorted by their encoded keys.
 #[derive(Debug, Default)]
-pub struct Writer {
+pub(crate) struct Writer {
     out: Vec<u8>,
 }
 
 impl Writer {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn finish(self) -> Vec<u8> {
+    pub(crate) fn finish(self) -> Vec<u8> {
         self.out
     }
 
-    pub fn uint(&mut self, value: u64) {
+    pub(crate) fn uint(&mut self, value: u64) {
         self.head(Header::Positive(value));
     }
 
-    pub fn int(&mut self, value: i64) {
+    pub(crate) fn int(&mut self, value: i64) {
         match u64::try_from(value) {
             Ok(value) => self.head(Header::Positive(value)),
             // -1 - value is the bitwise complement, which is non-negative here.
@@ -222,27 +222,27 @@ impl Writer {
         }
     }
 
-    pub fn bytes(&mut self, value: &[u8]) {
+    pub(crate) fn bytes(&mut self, value: &[u8]) {
         self.head(Header::Bytes(Some(value.len())));
         self.out.extend_from_slice(value);
     }
 
-    pub fn text(&mut self, value: &str) {
+    pub(crate) fn text(&mut self, value: &str) {
         self.head(Header::Text(Some(value.len())));
         self.out.extend_from_slice(value.as_bytes());
     }
 
-    pub fn null(&mut self) {
+    pub(crate) fn null(&mut self) {
         self.head(Header::Simple(ciborium_ll::simple::NULL));
     }
 
     /// Writes an array header; the caller then writes exactly `len` items.
-    pub fn array(&mut self, len: usize) {
+    pub(crate) fn array(&mut self, len: usize) {
         self.head(Header::Array(Some(len)));
     }
 
     /// Writes a map whose entries `build` adds in any order; they come out sorted.
-    pub fn map(&mut self, build: impl FnOnce(&mut MapWriter)) {
+    pub(crate) fn map(&mut self, build: impl FnOnce(&mut MapWriter)) {
         let mut map = MapWriter::default();
         build(&mut map);
         // Bytewise order of the encoded keys (RFC 8949 §4.2.1): for text keys, shorter first.
@@ -269,13 +269,13 @@ impl Writer {
 
 /// The entries of a map being written by [`Writer::map`].
 #[derive(Debug, Default)]
-pub struct MapWriter {
+pub(crate) struct MapWriter {
     entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl MapWriter {
     /// Adds `key` with the single item `value` writes. Keys must be distinct.
-    pub fn entry(&mut self, key: &str, value: impl FnOnce(&mut Writer)) {
+    pub(crate) fn entry(&mut self, key: &str, value: impl FnOnce(&mut Writer)) {
         let mut k = Writer::new();
         k.text(key);
         let mut v = Writer::new();

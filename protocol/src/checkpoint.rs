@@ -22,7 +22,7 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The note text: `origin`, size and base64 root, each ending in a newline.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!(
             "{}\n{}\n{}\n",
             self.origin,

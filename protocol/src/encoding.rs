@@ -24,14 +24,16 @@ pub fn hex_decode<const N: usize>(text: &str) -> Option<[u8; N]> {
 }
 
 /// `#[serde(with = "base64_bytes")]` for `Vec<u8>` fields.
-pub mod base64_bytes {
+pub(crate) mod base64_bytes {
     use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
 
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&super::base64_encode(bytes))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(deserializer)?;
         super::base64_decode(&text).ok_or_else(|| D::Error::custom("invalid base64"))
     }
@@ -39,14 +41,17 @@ pub mod base64_bytes {
 
 /// `#[serde(with = "base64_digests")]` for proofs: lists of 32-byte hashes, each checked to be
 /// exactly 32 bytes when decoded.
-pub mod base64_digests {
+pub(crate) mod base64_digests {
     use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
 
-    pub fn serialize<S: Serializer>(hashes: &[[u8; 32]], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        hashes: &[[u8; 32]],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(hashes.iter().map(|hash| super::base64_encode(hash)))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<[u8; 32]>, D::Error> {
         Vec::<String>::deserialize(deserializer)?
@@ -61,14 +66,19 @@ pub mod base64_digests {
 }
 
 /// `#[serde(with = "hex32")]` for 32-byte digests.
-pub mod hex32 {
+pub(crate) mod hex32 {
     use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
 
-    pub fn serialize<S: Serializer>(bytes: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        bytes: &[u8; 32],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&hex::encode(bytes))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(deserializer)?;
         super::hex_decode(&text).ok_or_else(|| D::Error::custom("expected 64 lowercase hex digits"))
     }

@@ -13,10 +13,10 @@ use crate::Error;
 use crate::commitment::{Digest, h3};
 
 /// Length of an uncompressed SEC1 P-256 point.
-pub const SEC1_LEN: usize = 65;
+pub(crate) const SEC1_LEN: usize = 65;
 
 /// The signed-note signature type of ECDSA keys (c2sp.org/signed-note, as transparency-dev/witness).
-pub const NOTE_SIGNATURE_TYPE_ECDSA: u8 = 0x02;
+pub(crate) const NOTE_SIGNATURE_TYPE_ECDSA: u8 = 0x02;
 
 /// The identity's private half. Only the daemon holds one.
 pub struct IdentityKey(SigningKey);
@@ -43,7 +43,7 @@ impl IdentityKey {
     }
 
     /// ECDSA-P256-SHA256 with RFC 6979 nonces, low-S, strict DER.
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
         let signature: Signature = self.0.sign(message);
         signature.normalize_s().to_der().as_bytes().to_vec()
     }
@@ -83,7 +83,7 @@ impl IdentityPublicKey {
     }
 
     /// The signed-note key ID: `H2(SPKI DER)[:4]`.
-    pub fn key_id(&self) -> [u8; 4] {
+    pub(crate) fn key_id(&self) -> [u8; 4] {
         let digest = Sha256::digest(self.spki_der());
         [digest[0], digest[1], digest[2], digest[3]]
     }
@@ -105,7 +105,7 @@ impl IdentityPublicKey {
     }
 
     /// Verifies a strict-DER ECDSA-P256-SHA256 signature; high-S is accepted, as §1 asks.
-    pub fn verify(&self, message: &[u8], der_signature: &[u8]) -> Result<(), Error> {
+    pub(crate) fn verify(&self, message: &[u8], der_signature: &[u8]) -> Result<(), Error> {
         let signature = DerSignature::from_bytes(der_signature).map_err(|_| Error::BadSignature)?;
         self.0
             .verify(message, &signature)

@@ -2,9 +2,9 @@
 
 use crate::commitment::{ABSENT, Digest};
 
-pub const VERSION: u8 = 0x01;
-pub const REQUEST_LEAF_LEN: usize = 90;
-pub const RESULT_LEAF_LEN: usize = 163;
+pub(crate) const VERSION: u8 = 0x01;
+pub(crate) const REQUEST_LEAF_LEN: usize = 90;
+pub(crate) const RESULT_LEAF_LEN: usize = 163;
 const KIND_REQUEST: u8 = 0x01;
 const KIND_RESULT: u8 = 0x02;
 

@@ -41,7 +41,7 @@ pub fn leaf_hash(leaf: &[u8]) -> Digest {
 }
 
 /// `H2(0x01 ‖ left ‖ right)`.
-pub fn node_hash(left: &Digest, right: &Digest) -> Digest {
+pub(crate) fn node_hash(left: &Digest, right: &Digest) -> Digest {
     Sha256::new()
         .chain_update([0x01])
         .chain_update(left)
@@ -64,7 +64,7 @@ pub trait SubtreeHashes {
 }
 
 /// A finished perfect subtree as a store keeps it: `(level, index, hash)`.
-pub type Subtree = (u8, u64, Digest);
+pub(crate) type Subtree = (u8, u64, Digest);
 
 /// Why a tree computation over stored hashes failed.
 #[derive(Debug, thiserror::Error)]

@@ -402,7 +402,7 @@ impl RequestPayload {
 
 impl Status {
     /// Every status, in §7's order (the first match wins).
-    pub const ALL: [Self; 10] = [
+    pub(crate) const ALL: [Self; 10] = [
         Self::Timeout,
         Self::OutOfFuel,
         Self::OutputLimit,
@@ -431,7 +431,7 @@ impl Status {
         }
     }
 
-    pub fn from_str_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_str_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|status| status.as_str() == name)
     }
 }

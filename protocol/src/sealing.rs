@@ -13,28 +13,28 @@ use crate::commitment::Digest;
 use crate::identity::SEC1_LEN;
 
 /// DHKEM(P-256, HKDF-SHA256).
-pub type Kem = hpke::kem::DhP256HkdfSha256;
+pub(crate) type Kem = hpke::kem::DhP256HkdfSha256;
 /// HKDF-SHA256.
-pub type Kdf = hpke::kdf::HkdfSha256;
+pub(crate) type Kdf = hpke::kdf::HkdfSha256;
 /// AES-256-GCM.
-pub type Aead = hpke::aead::AesGcm256;
+pub(crate) type Aead = hpke::aead::AesGcm256;
 
-pub const KEM_ID: u16 = 0x0010;
-pub const KDF_ID: u16 = 0x0001;
-pub const AEAD_ID: u16 = 0x0002;
+pub(crate) const KEM_ID: u16 = 0x0010;
+pub(crate) const KDF_ID: u16 = 0x0001;
+pub(crate) const AEAD_ID: u16 = 0x0002;
 /// The only key config ID this protocol uses.
-pub const KEY_ID: u8 = 0x00;
+pub(crate) const KEY_ID: u8 = 0x00;
 
 /// `hdr = key_id u8 ‖ kem_id u16 ‖ kdf_id u16 ‖ aead_id u16`.
 pub const HEADER: [u8; 7] = [KEY_ID, 0x00, 0x10, 0x00, 0x01, 0x00, 0x02];
 /// Length of `enc`, an uncompressed SEC1 point.
-pub const ENC_LEN: usize = SEC1_LEN;
+pub(crate) const ENC_LEN: usize = SEC1_LEN;
 /// AES-GCM tag length.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// The shortest well-formed `enc_request`: header, `enc` and the tag of an empty plaintext.
 pub const MIN_REQUEST_LEN: usize = HEADER.len() + ENC_LEN + TAG_LEN;
 /// Length of the RFC 9458 §3.1 key config published in the TBS.
-pub const KEY_CONFIG_LEN: usize = 74;
+pub(crate) const KEY_CONFIG_LEN: usize = 74;
 /// `response_nonce` length: max(Nn, Nk) of AES-256-GCM.
 pub const RESPONSE_NONCE_LEN: usize = 32;
 
@@ -42,7 +42,7 @@ const REQUEST_LABEL: &[u8] = b"wasm-hv/v1 request";
 const RESPONSE_LABEL: &[u8] = b"wasm-hv/v1 response";
 
 /// RFC 9458 §3.1 key config for `pk_r`: key_id ‖ kem_id ‖ pkR ‖ sym_len (4) ‖ kdf_id ‖ aead_id.
-pub fn key_config(pk_r: &[u8; SEC1_LEN]) -> [u8; KEY_CONFIG_LEN] {
+pub(crate) fn key_config(pk_r: &[u8; SEC1_LEN]) -> [u8; KEY_CONFIG_LEN] {
     let mut out = [0; KEY_CONFIG_LEN];
     out[0] = KEY_ID;
     out[1..3].copy_from_slice(&KEM_ID.to_be_bytes());
@@ -54,7 +54,7 @@ pub fn key_config(pk_r: &[u8; SEC1_LEN]) -> [u8; KEY_CONFIG_LEN] {
 }
 
 /// `info = "wasm-hv/v1 request" ‖ 0x00 ‖ hdr ‖ announcement_hash` (58 bytes).
-pub fn request_info(announcement_hash: &Digest) -> [u8; 58] {
+pub(crate) fn request_info(announcement_hash: &Digest) -> [u8; 58] {
     let mut info = [0; 58];
     info[..18].copy_from_slice(REQUEST_LABEL);
     info[19..26].copy_from_slice(&HEADER);
@@ -69,7 +69,8 @@ pub struct SessionKeyPair {
 }
 
 impl SessionKeyPair {
-    pub fn generate(rng: &mut impl rand_core::CryptoRng) -> Self {
+    #[cfg(test)]
+    pub(crate) fn generate(rng: &mut impl rand_core::CryptoRng) -> Self {
         let (private, public) = Kem::gen_keypair_with_rng(rng);
         Self::from_parts(private, &public)
     }
@@ -230,7 +231,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// Replays fixed bytes as randomness, so `SetupBaseS` uses the vector's `ikmE`.
-    pub(crate) struct ReplayRng(pub Vec<u8>);
+    pub(crate) struct ReplayRng(pub(crate) Vec<u8>);
 
     impl rand_core::TryRng for ReplayRng {
         type Error = core::convert::Infallible;

@@ -16,7 +16,7 @@ use super::{CliResult, ClientArgs};
 use crate::client::{Client, PinnedIdentity, SignedCheckpoint};
 
 #[derive(Debug, clap::Args)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     /// The session whose leaves to verify.
     #[arg(required_unless_present = "all")]
     session_id: Option<String>,
@@ -32,7 +32,7 @@ pub struct AuditArgs {
     client: ClientArgs,
 }
 
-pub async fn audit(args: AuditArgs) -> CliResult<ExitCode> {
+pub(crate) async fn audit(args: AuditArgs) -> CliResult<ExitCode> {
     let client = args.client.client()?;
     let mut trust = Trust::load(&args.client.client_dir, &args.client.server)?;
     let pinned = trust.pin(client.identity().await?)?;

@@ -14,7 +14,7 @@ use super::{CliResult, ClientArgs};
 use crate::client::Execution;
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The program: a `.wasm` module, or a `.wat` text module compiled here.
     program: PathBuf,
     /// Arguments for the program (`argv[1..]`).
@@ -59,7 +59,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got `{text}`"))
 }
 
-pub async fn run(args: RunArgs) -> CliResult<ExitCode> {
+pub(crate) async fn run(args: RunArgs) -> CliResult<ExitCode> {
     let payload = RequestPayload {
         wasm: read_program(&args.program)?,
         entry: args.entry.clone(),

@@ -22,14 +22,14 @@ struct Known {
 }
 
 /// The client's trust store, loaded for one server.
-pub struct Trust {
+pub(crate) struct Trust {
     path: PathBuf,
     known: BTreeMap<String, Known>,
     server: String,
 }
 
 impl Trust {
-    pub fn load(client_dir: &Path, server: &str) -> CliResult<Self> {
+    pub(crate) fn load(client_dir: &Path, server: &str) -> CliResult<Self> {
         let path = client_dir.join("known-servers.json");
         let known = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -45,7 +45,7 @@ impl Trust {
     }
 
     /// Trust on first use: the first identity seen for the server is kept and required after.
-    pub fn pin(&mut self, seen: PinnedIdentity) -> CliResult<PinnedIdentity> {
+    pub(crate) fn pin(&mut self, seen: PinnedIdentity) -> CliResult<PinnedIdentity> {
         if let Some(known) = self.known.get(&self.server) {
             let key = base64_decode(&known.public_key)
                 .and_then(|key| IdentityPublicKey::from_sec1(&key).ok())
@@ -90,7 +90,10 @@ impl Trust {
     }
 
     /// The last checkpoint this client verified for the server, verified again.
-    pub fn checkpoint(&self, pinned: &PinnedIdentity) -> CliResult<Option<SignedCheckpoint>> {
+    pub(crate) fn checkpoint(
+        &self,
+        pinned: &PinnedIdentity,
+    ) -> CliResult<Option<SignedCheckpoint>> {
         let note = self
             .known
             .get(&self.server)
@@ -109,7 +112,7 @@ impl Trust {
 
     /// Keeps `signed` if it is newer than the trusted checkpoint; the caller has proved the two
     /// consistent.
-    pub fn remember(
+    pub(crate) fn remember(
         &mut self,
         pinned: &PinnedIdentity,
         signed: &SignedCheckpoint,

@@ -9,7 +9,7 @@ use wasm_hypervisor_protocol::api::{ErrorBody, ErrorDetail};
 /// An actors error on its way to the client.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct ApiError(#[from] pub Error);
+pub(crate) struct ApiError(#[from] pub(crate) Error);
 
 impl From<actix::MailboxError> for ApiError {
     fn from(_: actix::MailboxError) -> Self {

@@ -26,28 +26,28 @@ use wasm_hypervisor_protocol::api::{
 };
 use wasm_hypervisor_protocol::leaf::Leaf;
 
-pub use error::ApiError;
+pub(crate) use error::ApiError;
 
 /// Shared by every handler.
-pub struct AppState {
-    pub supervisor: Addr<Supervisor>,
-    pub auditor: Addr<Auditor>,
-    pub metrics: Arc<Metrics>,
-    pub readiness: Readiness,
-    pub identity: api::Identity,
-    pub max_request_bytes: usize,
+pub(crate) struct AppState {
+    pub(crate) supervisor: Addr<Supervisor>,
+    pub(crate) auditor: Addr<Auditor>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) readiness: Readiness,
+    pub(crate) identity: api::Identity,
+    pub(crate) max_request_bytes: usize,
 }
 
 /// What `/readyz` checks: the log takes writes and the worker pool runs.
-pub struct Readiness {
-    pub log_health: LogHealth,
-    pub workers: Addr<WasmWorker>,
+pub(crate) struct Readiness {
+    pub(crate) log_health: LogHealth,
+    pub(crate) workers: Addr<WasmWorker>,
 }
 
 /// `POST /sessions` bodies are one short JSON object.
 const MAX_SESSION_REQUEST_BYTES: usize = 4096;
 
-pub fn routes(config: &mut web::ServiceConfig) {
+pub(crate) fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))

@@ -14,15 +14,15 @@ use wasm_hypervisor_protocol::commitment;
 use wasm_hypervisor_protocol::payload::RequestPayload;
 use wasm_hypervisor_protocol::sealing::{self, ResponseKey};
 
-pub struct Daemon {
-    pub addr: SocketAddr,
-    pub identity: api::Identity,
-    pub client: Client,
+pub(crate) struct Daemon {
+    pub(crate) addr: SocketAddr,
+    pub(crate) identity: api::Identity,
+    pub(crate) client: Client,
     _data_dir: tempfile::TempDir,
 }
 
 /// A daemon with the default configuration as changed by `adjust`.
-pub fn start(adjust: impl FnOnce(&mut ServerConfig)) -> Daemon {
+pub(crate) fn start(adjust: impl FnOnce(&mut ServerConfig)) -> Daemon {
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.path().to_owned());
     config.worker_threads = 2;
@@ -38,16 +38,16 @@ pub fn start(adjust: impl FnOnce(&mut ServerConfig)) -> Daemon {
 }
 
 impl Daemon {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub async fn pinned(&self) -> PinnedIdentity {
+    pub(crate) async fn pinned(&self) -> PinnedIdentity {
         self.client.identity().await.unwrap()
     }
 
     /// `POST /sessions` with a fresh ticket.
-    pub async fn open_session(&self) -> Session {
+    pub(crate) async fn open_session(&self) -> Session {
         let ticket: [u8; 32] = rand_bytes();
         let (status, body) = post_json(
             &self.url("/sessions"),
@@ -69,7 +69,7 @@ impl Daemon {
     }
 
     /// `POST /sessions/{id}/execute` with full control of every part.
-    pub async fn execute_raw(
+    pub(crate) async fn execute_raw(
         &self,
         session_id: &str,
         ticket: Option<&str>,
@@ -87,30 +87,30 @@ impl Daemon {
         (response.status(), body)
     }
 
-    pub async fn get(&self, path: &str) -> (StatusCode, Vec<u8>) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Vec<u8>) {
         let mut response = awc::Client::new().get(self.url(path)).send().await.unwrap();
         let body = response.body().limit(64 << 20).await.unwrap().to_vec();
         (response.status(), body)
     }
 }
 
-pub struct Session {
-    pub created: api::SessionCreated,
-    pub announcement: Announcement,
-    pub ticket: [u8; 32],
+pub(crate) struct Session {
+    pub(crate) created: api::SessionCreated,
+    pub(crate) announcement: Announcement,
+    pub(crate) ticket: [u8; 32],
 }
 
 impl Session {
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.created.session_id
     }
 
-    pub fn ticket_hex(&self) -> String {
+    pub(crate) fn ticket_hex(&self) -> String {
         hex::encode(self.ticket)
     }
 
     /// Seals raw payload bytes to this session's key.
-    pub fn seal(&self, payload: &[u8]) -> (Vec<u8>, ResponseKey) {
+    pub(crate) fn seal(&self, payload: &[u8]) -> (Vec<u8>, ResponseKey) {
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         sealing::seal_request(
             &self.announcement.public_key,
@@ -121,7 +121,11 @@ impl Session {
         .unwrap()
     }
 
-    pub async fn execute(&self, daemon: &Daemon, enc_request: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    pub(crate) async fn execute(
+        &self,
+        daemon: &Daemon,
+        enc_request: Vec<u8>,
+    ) -> (StatusCode, Vec<u8>) {
         daemon
             .execute_raw(
                 self.id(),
@@ -133,32 +137,32 @@ impl Session {
     }
 }
 
-pub async fn post_json(url: &str, json: &serde_json::Value) -> (StatusCode, Vec<u8>) {
+pub(crate) async fn post_json(url: &str, json: &serde_json::Value) -> (StatusCode, Vec<u8>) {
     let mut response = awc::Client::new().post(url).send_json(json).await.unwrap();
     let body = response.body().await.unwrap().to_vec();
     (response.status(), body)
 }
 
 /// The §7 error body's code, checked to be well-formed.
-pub fn error_code(body: &[u8]) -> (String, Option<String>) {
+pub(crate) fn error_code(body: &[u8]) -> (String, Option<String>) {
     let error: api::ErrorBody = serde_json::from_slice(body)
         .unwrap_or_else(|_| panic!("not an error body: {}", String::from_utf8_lossy(body)));
     assert!(!error.error.message.is_empty());
     (error.error.code, error.request_commitment)
 }
 
-pub fn rand_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn rand_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0; N];
     getrandom::fill(&mut bytes).unwrap();
     bytes
 }
 
-pub fn wasm(wat: &str) -> Vec<u8> {
+pub(crate) fn wasm(wat: &str) -> Vec<u8> {
     wat::parse_str(wat).unwrap()
 }
 
 /// A payload that runs `wat` with default settings.
-pub fn payload(wat: &str) -> RequestPayload {
+pub(crate) fn payload(wat: &str) -> RequestPayload {
     RequestPayload {
         wasm: wasm(wat),
         ..RequestPayload::default()

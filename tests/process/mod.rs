@@ -20,22 +20,22 @@ use wasm_hypervisor_protocol::leaf::{Leaf, Outcome};
 use wasm_hypervisor_protocol::merkle::{self, MemoryTree};
 use wasm_hypervisor_protocol::payload::RequestPayload;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_wasm-hypervisor");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wasm-hypervisor");
 /// How long a start, a CLI call or an HTTP call may take before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(60);
 const LISTENING: &str = "listening on http://";
 
 /// A daemon process. Dropping it kills it (SIGKILL), so a failing test leaves nothing running.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    pub addr: SocketAddr,
-    pub client: Client,
+    pub(crate) addr: SocketAddr,
+    pub(crate) client: Client,
     stderr: Arc<Mutex<String>>,
 }
 
 /// Starts `serve --listen <listen> --data-dir <data_dir> <extra…>` and waits until it listens;
 /// `Err` with the exit status and stderr if it exits first.
-pub fn try_start(
+pub(crate) fn try_start(
     data_dir: &Path,
     listen: &str,
     extra: &[&str],
@@ -93,23 +93,23 @@ pub fn try_start(
     }
 }
 
-pub fn start(data_dir: &Path, listen: &str, extra: &[&str]) -> Daemon {
+pub(crate) fn start(data_dir: &Path, listen: &str, extra: &[&str]) -> Daemon {
     try_start(data_dir, listen, extra).unwrap_or_else(|(status, stderr)| {
         panic!("the daemon exited ({status}) instead of listening:\n{stderr}")
     })
 }
 
 impl Daemon {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub async fn pinned(&self) -> PinnedIdentity {
+    pub(crate) async fn pinned(&self) -> PinnedIdentity {
         self.client.identity().await.expect("GET /identity")
     }
 
     /// SIGKILL, after checking that the daemon was still running (it did not die on its own).
-    pub fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let early = self
             .child
             .try_wait()
@@ -132,10 +132,10 @@ impl Drop for Daemon {
     }
 }
 
-pub struct CliOutput {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct CliOutput {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl std::fmt::Display for CliOutput {
@@ -149,7 +149,7 @@ impl std::fmt::Display for CliOutput {
 }
 
 /// Runs `wasm-hypervisor <args…>` to completion (killed after [`PATIENCE`]).
-pub fn cli(args: &[&str]) -> CliOutput {
+pub(crate) fn cli(args: &[&str]) -> CliOutput {
     let mut child = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
@@ -188,7 +188,7 @@ pub fn cli(args: &[&str]) -> CliOutput {
     }
 }
 
-pub async fn get(url: &str) -> (u16, Vec<u8>) {
+pub(crate) async fn get(url: &str) -> (u16, Vec<u8>) {
     send(
         awc::Client::builder().timeout(PATIENCE).finish().get(url),
         None,
@@ -215,7 +215,7 @@ async fn send(
 }
 
 /// The §7 error code of an error body.
-pub fn error_code(body: &[u8]) -> String {
+pub(crate) fn error_code(body: &[u8]) -> String {
     let error: api::ErrorBody = serde_json::from_slice(body)
         .unwrap_or_else(|_| panic!("not an error body: {}", String::from_utf8_lossy(body)));
     error.error.code
@@ -224,7 +224,7 @@ pub fn error_code(body: &[u8]) -> String {
 /// The auditor's full check of §6: downloads every entry, recomputes the root and compares it
 /// with `checkpoint`, and requires every result leaf to answer an open request leaf and no
 /// request leaf to be left without a result. Returns the indices of `aborted` result leaves.
-pub async fn whole_log(client: &Client, checkpoint: &Checkpoint) -> Vec<u64> {
+pub(crate) async fn whole_log(client: &Client, checkpoint: &Checkpoint) -> Vec<u64> {
     let mut tree = MemoryTree::default();
     let mut aborted = Vec::new();
     let mut open = BTreeMap::new();
@@ -266,12 +266,12 @@ pub async fn whole_log(client: &Client, checkpoint: &Checkpoint) -> Vec<u64> {
 }
 
 /// Whether a client error is the verdict "rewritten or rolled back".
-pub fn is_inconsistent(error: &ClientError) -> bool {
+pub(crate) fn is_inconsistent(error: &ClientError) -> bool {
     matches!(error, ClientError::Inconsistent(_))
 }
 
 /// Copies a directory tree (files keep their permission bits).
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -284,7 +284,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-pub fn payload(wat: &str) -> RequestPayload {
+pub(crate) fn payload(wat: &str) -> RequestPayload {
     RequestPayload {
         wasm: wat::parse_str(wat).unwrap(),
         ..RequestPayload::default()

@@ -16,7 +16,7 @@ use wasm_hypervisor_protocol::merkle::{self, MemoryTree, ProofError, SubtreeHash
 use super::store::{Batch, LogStore, StoreError};
 
 /// The most entries one `GET /audit/entries` returns (§6).
-pub const MAX_ENTRIES_PAGE: u64 = 1000;
+pub(crate) const MAX_ENTRIES_PAGE: u64 = 1000;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
@@ -145,7 +145,7 @@ impl AuditLog {
         self.size
     }
 
-    pub fn checkpoint(&self) -> &str {
+    pub(crate) fn checkpoint(&self) -> &str {
         &self.checkpoint
     }
 
@@ -194,7 +194,7 @@ impl AuditLog {
     }
 
     /// A session's leaves with proofs against the latest checkpoint (`GET /audit/{id}`).
-    pub fn session(&self, session_id: &[u8; 16]) -> Result<Proven, AuditError> {
+    pub(crate) fn session(&self, session_id: &[u8; 16]) -> Result<Proven, AuditError> {
         let entries = self
             .store
             .session_indices(session_id)?
@@ -214,7 +214,7 @@ impl AuditLog {
     }
 
     /// RFC 9162 §2.1.4 consistency proof; needs 1 ≤ old ≤ new ≤ size.
-    pub fn consistency(&self, old: u64, new: u64) -> Result<Vec<Digest>, AuditError> {
+    pub(crate) fn consistency(&self, old: u64, new: u64) -> Result<Vec<Digest>, AuditError> {
         if old == 0 || old > new || new > self.size {
             return Err(AuditError::BadQuery(
                 "consistency needs 1 <= old <= new <= tree size",
@@ -224,7 +224,7 @@ impl AuditLog {
     }
 
     /// Leaves `[start, end)`, `end` clamped to `start + 1000` and to the size.
-    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+    pub(crate) fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
         if start > self.size {
             return Err(AuditError::BadQuery("start is beyond the tree size"));
         }

@@ -39,9 +39,9 @@ impl LogHealth {
 
 /// A durable leaf, its proof and the checkpoint the proof is against.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Appended {
-    pub entry: Entry,
-    pub checkpoint: String,
+pub(crate) struct Appended {
+    pub(crate) entry: Entry,
+    pub(crate) checkpoint: String,
 }
 
 type Reply = oneshot::Sender<Result<Appended, AuditError>>;
@@ -137,7 +137,7 @@ impl Actor for Auditor {
 /// Appends one leaf; answers once it is durable and covered by a checkpoint.
 #[derive(Message)]
 #[rtype(result = "Result<Appended, AuditError>")]
-pub struct Append(pub Leaf);
+pub(crate) struct Append(pub(crate) Leaf);
 
 impl Handler<Append> for Auditor {
     type Result = ResponseFuture<Result<Appended, AuditError>>;
@@ -219,7 +219,7 @@ impl<Q: Question> Handler<Ask<Q>> for Auditor {
 }
 
 /// The thread that owns the log.
-pub struct LogWriter {
+pub(crate) struct LogWriter {
     log: Option<AuditLog>,
 }
 

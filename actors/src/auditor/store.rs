@@ -32,17 +32,17 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
     /// Must equal the store's current size, else [`StoreError::Conflict`].
-    pub first_index: u64,
+    pub(crate) first_index: u64,
     /// Raw leaf bytes (90 or 163 bytes each; opaque to the store).
-    pub leaves: &'a [Vec<u8>],
+    pub(crate) leaves: &'a [Vec<u8>],
     /// `leaves[i]` belongs to `session_ids[i]`; feeds [`LogStore::session_indices`].
-    pub session_ids: &'a [[u8; 16]],
+    pub(crate) session_ids: &'a [[u8; 16]],
     /// `(level, index, hash)` of the perfect subtrees this batch completes: the subtree
     /// covering leaves `[index·2^level, (index+1)·2^level)` must end after `first_index` and
     /// no later than the new size, so history is never rewritten.
-    pub subtrees: &'a [(u8, u64, [u8; 32])],
+    pub(crate) subtrees: &'a [(u8, u64, [u8; 32])],
     /// The signed note covering the new size. A batch without leaves only replaces it.
-    pub checkpoint: &'a str,
+    pub(crate) checkpoint: &'a str,
 }
 
 pub trait LogStore: Send + 'static {
@@ -96,7 +96,7 @@ pub enum StoreKind {
 impl StoreKind {
     pub const ALL: [Self; 2] = [Self::Redb, Self::Sled];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Redb => "redb",
             Self::Sled => "sled",

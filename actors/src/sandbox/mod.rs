@@ -78,7 +78,7 @@ use self::limiter::Limiter;
 
 /// The engine, the configuration that fuel accounting depends on, and the fuel rate of the
 /// host functions (the output map's `engine`, PROTOCOL.md §8).
-pub const ENGINE: &str = "wasmi 2.0.0 lazy-translation canonical-nan host-16-bytes-per-fuel";
+pub(crate) const ENGINE: &str = "wasmi 2.0.0 lazy-translation canonical-nan host-16-bytes-per-fuel";
 
 /// wasmi's own minimum value stack height in bytes (the default it allocates up front).
 const MIN_STACK_HEIGHT: usize = 1_000;
@@ -137,17 +137,17 @@ pub struct Program<'a> {
 /// How a run ended: the output map's fields that the sandbox decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
-    pub status: Status,
+    pub(crate) status: Status,
     /// The `proc_exit` code for `ok` and `exit` (0 when the entry returned); `None` otherwise.
-    pub exit_code: Option<u32>,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
+    pub(crate) exit_code: Option<u32>,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
     /// The entry's results when a non-`_start` entry returned (possibly empty); `None` for
     /// `_start` and for runs that ended any other way.
-    pub returns: Option<Vec<ReturnValue>>,
+    pub(crate) returns: Option<Vec<ReturnValue>>,
     /// Why the run did not simply succeed; `None` for `ok` and `exit`.
-    pub error: Option<String>,
-    pub fuel_consumed: u64,
+    pub(crate) error: Option<String>,
+    pub(crate) fuel_consumed: u64,
     /// Wall time of `run`, compilation included; the one field that is not deterministic.
     pub duration: Duration,
 }
