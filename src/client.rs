@@ -29,33 +29,59 @@ const RESULT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_mill
 /// Longer than the longest execution a daemon allows by default (60 s), with room to queue.
 const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Why the client stopped. Anything short of a fully verified answer is an error: the output
+/// is never trusted before every check of §3 and §5 passed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The request never got an HTTP answer.
     #[error("cannot reach {url}: {reason}")]
-    Transport { url: String, reason: String },
+    Transport {
+        /// What the client asked for.
+        url: String,
+        /// Why there was no answer.
+        reason: String,
+    },
+    /// The daemon answered with a §7 error body.
     #[error("the daemon answered {status} {code}: {message}")]
     Server {
+        /// The HTTP status.
         status: u16,
+        /// The §7 error code.
         code: String,
+        /// The daemon's message.
         message: String,
+        /// Present once the session was consumed.
         request_commitment: Option<String>,
     },
+    /// An answer that does not parse or does not match what was asked.
     #[error("the daemon's answer is invalid: {0}")]
     InvalidResponse(String),
+    /// The daemon's identity is not the one pinned for it.
     #[error("the daemon's identity is not the pinned one: {0}")]
     IdentityMismatch(String),
+    /// A signature, announcement, proof or sealed message did not verify.
     #[error("verification failed")]
     Protocol(#[from] wasm_hypervisor_protocol::Error),
+    /// The opened result or its output map is not valid CBOR of §5.
     #[error("the sealed result does not decode")]
     Payload(#[from] PayloadError),
+    /// The OS random number generator failed, so no secret could be drawn.
     #[error("the operating system's random number generator failed")]
     Random,
+    /// The connection broke after the request was sent; the result can still be fetched.
     #[error(
         "the connection broke during session {session_id} ({reason}); its result stays at GET /sessions/{session_id}/result for the daemon's retention period"
     )]
-    Interrupted { session_id: String, reason: String },
+    Interrupted {
+        /// The session whose result to fetch.
+        session_id: String,
+        /// Why the connection broke.
+        reason: String,
+    },
+    /// The CA certificate file cannot be read or used.
     #[error("cannot use the CA certificate {0}")]
     Tls(String),
+    /// The log does not extend a checkpoint this client trusted before.
     #[error(
         "the audit log is not consistent with a checkpoint seen before ({0}): it was rewritten or rolled back"
     )]
@@ -65,18 +91,22 @@ pub enum ClientError {
 /// An identity as a client pins it: the origin and the key, together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinnedIdentity {
+    /// The log's and the key's name, as `GET /identity` published it.
     pub origin: String,
+    /// The identity public key.
     pub key: IdentityPublicKey,
 }
 
 /// A checkpoint verified against the pinned identity, with the signed note it came in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedCheckpoint {
+    /// The verified tree head.
     pub checkpoint: Checkpoint,
     pub(crate) note: String,
 }
 
 impl SignedCheckpoint {
+    /// Verifies a signed note against the pinned identity.
     pub fn verify(note: &str, pinned: &PinnedIdentity) -> Result<Self, ClientError> {
         Ok(Self {
             checkpoint: checkpoint::verify(note, &pinned.origin, &pinned.key)?,
@@ -93,6 +123,7 @@ pub struct SealedRequest {
     pub(crate) tbs: Vec<u8>,
     pub(crate) request_payload: Vec<u8>,
     pub(crate) enc_request: Vec<u8>,
+    /// Binds the announcement and `enc_request`; known before the request leaves.
     pub request_commitment: Digest,
     response_key: sealing::ResponseKey,
 }
@@ -107,25 +138,38 @@ impl SealedRequest {
 /// A verified execution: the decoded output and everything needed to prove it later.
 #[derive(Debug, Clone)]
 pub struct Execution {
+    /// The session the program ran in.
     pub session_id: String,
+    /// The decoded output map, trusted only because every check passed.
     pub output: OutputMap,
     /// The announcement's TBS, which an auditor needs to check `announcement_hash`.
     pub tbs: Vec<u8>,
+    /// The request plaintext: with `input_blind`, it opens `input_commitment`.
     pub request_payload: Vec<u8>,
+    /// The sealed request as sent.
     pub enc_request: Vec<u8>,
+    /// The sealed result as received.
     pub enc_response: Vec<u8>,
+    /// The opened result: the output map's bytes and both blinds.
     pub result_payload: ResultPayload,
+    /// Binds the announcement and `enc_request`.
     pub request_commitment: Digest,
+    /// Binds `request_commitment` and `enc_response`.
     pub result_commitment: Digest,
+    /// Hides and binds the request payload.
     pub input_commitment: Digest,
+    /// Hides and binds the output map's bytes.
     pub output_commitment: Digest,
     /// The result leaf's position and the checkpoint it was proven against; the client
     /// checked the leaf, its inclusion, and consistency with the checkpoint it trusted before.
     pub result_index: u64,
+    /// The session's request leaf's index.
     pub request_index: u64,
+    /// The checkpoint the result leaf was proven against; the next call checks consistency from it.
     pub checkpoint: SignedCheckpoint,
 }
 
+/// An HTTP client of one daemon, which verifies everything before trusting it.
 pub struct Client {
     http: awc::Client,
     base_url: String,

@@ -21,11 +21,15 @@ pub struct ServerConfig {
     pub(crate) listen: SocketAddr,
     /// Serve HTTPS with this PEM certificate chain and private key.
     pub tls: Option<TlsFiles>,
+    /// Holds the identity key and the audit log.
     pub data_dir: PathBuf,
+    /// The audit log's backend.
     pub store: StoreKind,
     /// `None`: derived from the identity key's fingerprint.
     pub origin: Option<String>,
+    /// Wasm worker threads, each running one execution at a time.
     pub worker_threads: usize,
+    /// Session limits, time-outs and retention.
     pub supervisor: SupervisorConfig,
     pub(crate) limits: LimitsPolicy,
     pub(crate) sandbox: SandboxConfig,
@@ -51,7 +55,9 @@ impl ServerConfig {
 /// PEM files for HTTPS.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// The server certificate first, then any intermediates.
     pub certificate_chain: PathBuf,
+    /// The certificate's private key.
     pub private_key: PathBuf,
 }
 

@@ -9,20 +9,35 @@ use std::path::Path;
 use wasm_hypervisor_protocol::identity::IdentityKey;
 use zeroize::Zeroizing;
 
+/// The key file's name in the data directory.
 pub const FILE_NAME: &str = "identity.key";
 
+/// Why the identity key could not be loaded or created; the daemon refuses to start.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityFileError {
+    /// The file or its directory cannot be read or written.
     #[error("cannot read or write {path}")]
     Io {
+        /// The key file.
         path: String,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// The file exists but does not hold a key.
     #[error("{path} does not hold a P-256 private key (32 bytes, hex)")]
-    Invalid { path: String },
+    Invalid {
+        /// The key file.
+        path: String,
+    },
+    /// The file is open to others, so the key may have leaked.
     #[error("{path} is readable by group or others (mode {mode:o}); it must be 0600")]
-    Permissions { path: String, mode: u32 },
+    Permissions {
+        /// The key file.
+        path: String,
+        /// The file's permission bits.
+        mode: u32,
+    },
 }
 
 /// Loads the identity key from `data_dir`, generating it on first start.

@@ -21,23 +21,42 @@ use crate::config::{ServerConfig, TlsFiles};
 use crate::http::{self, AppState, Readiness};
 use crate::identity_file::{self, IdentityFileError};
 
+/// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The identity key could not be loaded or created.
     #[error("cannot load the identity key")]
     Identity(#[from] IdentityFileError),
+    /// The audit log's store could not be opened.
     #[error("cannot open the audit log")]
     Store(#[from] StoreError),
+    /// The stored audit log does not verify, or its orphans could not be closed.
     #[error(transparent)]
     Log(#[from] AuditError),
+    /// The data directory holds a log of the other store, which this start would ignore.
     #[error(
         "{dir} holds a {found} audit log; start with --store {found}, or move it away to start a new log"
     )]
-    OtherStore { dir: String, found: StoreKind },
+    OtherStore {
+        /// The data directory.
+        dir: String,
+        /// The store the existing log is in.
+        found: StoreKind,
+    },
+    /// The TLS certificate chain or key cannot be read or used.
     #[error("cannot use the TLS certificate or key {path}: {reason}")]
-    Tls { path: String, reason: String },
+    Tls {
+        /// The file at fault.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The listening socket could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
@@ -47,7 +66,9 @@ pub enum ServerError {
 pub struct RunningServer {
     /// The bound address (the real port when the config asked for port 0).
     pub addr: SocketAddr,
+    /// The actix server handle: await it to serve, or stop it.
     pub server: actix_web::dev::Server,
+    /// What `GET /identity` serves.
     pub identity: api::Identity,
 }
 

@@ -5,32 +5,58 @@ use wasm_hypervisor_protocol::api::ErrorCode;
 use crate::auditor::audit_log::AuditError;
 use wasm_hypervisor_protocol::commitment::Digest;
 
+/// Why a session or audit request was refused or failed; [`Error::code`] gives its §7 code.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
+    /// `client_nonce` is not 64 lowercase hex digits, or is all zero.
     #[error("client_nonce must be 64 lowercase hex digits and not all zero")]
     BadClientNonce,
+    /// No such session, or one already forgotten.
     #[error("no such session")]
     SessionNotFound,
+    /// The session is past `expires_at`.
     #[error("the session has expired")]
     SessionExpired,
+    /// The session was already consumed.
     #[error("the session was already used")]
     SessionUsed,
+    /// The ticket is missing, malformed or does not hash to `client_nonce`.
     #[error("the Session-Ticket does not match the session's client_nonce")]
     BadTicket,
+    /// Admission refused: too many open sessions or pending executions, or the log is unwritable.
     #[error("the daemon is at capacity; retry later")]
-    Overloaded { retry_after_secs: u32 },
+    Overloaded {
+        /// The `Retry-After` the client is sent.
+        retry_after_secs: u32,
+    },
+    /// The body is longer than the daemon accepts.
     #[error("the request body exceeds {max_bytes} bytes")]
-    PayloadTooLarge { max_bytes: usize },
+    PayloadTooLarge {
+        /// The daemon's maximum body length.
+        max_bytes: usize,
+    },
+    /// The request is malformed; the message says how.
     #[error("{0}")]
     Malformed(&'static str),
-    /// Deliberately says nothing about why.
+    /// The request did not open; the session is consumed. Deliberately says nothing about why.
     #[error("the request could not be opened")]
-    UnsealFailed { request_commitment: Digest },
-    /// Deliberately says nothing about the cause; the daemon's log has it.
+    UnsealFailed {
+        /// The consumed session's, so the client can find its leaves.
+        request_commitment: Digest,
+    },
+    /// The daemon failed while running the session; the session is consumed. Deliberately says
+    /// nothing about the cause; the daemon's log has it.
     #[error("the daemon failed while running the session")]
-    Internal { request_commitment: Digest },
+    Internal {
+        /// The consumed session's, so the client can find its leaves.
+        request_commitment: Digest,
+    },
+    /// The daemon stopped before the session ended.
     #[error("the daemon stopped before the session ended")]
-    Aborted { request_commitment: Digest },
+    Aborted {
+        /// The consumed session's, so the client can find its leaves.
+        request_commitment: Digest,
+    },
     /// An audit query out of range; the message says which rule it breaks.
     #[error("{0}")]
     AuditQuery(&'static str),
@@ -53,6 +79,7 @@ impl From<AuditError> for Error {
 }
 
 impl Error {
+    /// The §7 error code, which also fixes the HTTP status.
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::BadClientNonce | Self::Malformed(_) | Self::AuditQuery(_) => {

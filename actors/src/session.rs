@@ -16,7 +16,9 @@ use crate::sandbox::{self, Program, SandboxConfig};
 /// The server's default and maximum for each limit a request may set (§4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitsPolicy {
+    /// Applied where a request asks for nothing.
     pub default: Limits,
+    /// The most a request can get; larger requests are clamped to it.
     pub max: Limits,
 }
 
@@ -68,11 +70,17 @@ impl LimitsPolicy {
 /// Everything a worker needs to run one consumed session. Dropping it zeroizes the session's
 /// private key and server seed.
 pub struct Job {
+    /// The session's HPKE key pair, whose private key opens the request.
     pub keys: SessionKeyPair,
+    /// `H3(TBS)`, part of the request's HPKE `info`.
     pub announcement_hash: Digest,
+    /// The TBS's `issued_at`: the epoch of the guest's realtime clock.
     pub issued_at: u64,
+    /// The server's share of the program's randomness, committed in the announcement.
     pub server_seed: Zeroizing<[u8; 32]>,
+    /// The sealed request exactly as received.
     pub enc_request: Vec<u8>,
+    /// Already logged in the request leaf; repeated in the result leaf.
     pub request_commitment: Digest,
 }
 
@@ -80,7 +88,9 @@ pub struct Job {
 /// metrics, the status.
 #[derive(Debug, Clone)]
 pub struct Sealed {
+    /// The sealed result payload, as sent to the client.
     pub enc_response: Vec<u8>,
+    /// Binds the request commitment and `enc_response`.
     pub result_commitment: Digest,
     pub(crate) input_commitment: Digest,
     pub(crate) output_commitment: Digest,
@@ -89,9 +99,12 @@ pub struct Sealed {
     pub(crate) duration: Duration,
 }
 
+/// How a run of a consumed session ended.
 #[derive(Debug, Clone)]
 pub enum Finished {
+    /// A sealed result exists, whatever the program's status.
     Sealed(Box<Sealed>),
+    /// The request did not open.
     UnsealFailed,
     /// The reason is for the daemon's log only, never for the client.
     Internal(&'static str),

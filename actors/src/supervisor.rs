@@ -62,6 +62,7 @@ pub fn default_worker_threads() -> usize {
 /// How long a refused client should wait before retrying.
 const RETRY_AFTER_SECS: u32 = 1;
 
+/// Owns every session: creates and announces them, admits and consumes them, and keeps results.
 pub struct Supervisor {
     config: SupervisorConfig,
     identity: Arc<IdentityKey>,
@@ -100,6 +101,7 @@ enum State {
 }
 
 impl Supervisor {
+    /// A supervisor with no sessions, running sessions on `workers` and logging to `auditor`.
     pub fn new(
         config: SupervisorConfig,
         identity: Arc<IdentityKey>,
@@ -438,15 +440,20 @@ impl Actor for Supervisor {
 #[derive(Message)]
 #[rtype(result = "Result<Created, Error>")]
 pub struct CreateSession {
+    /// The hex `client_nonce` as the client sent it, not yet checked.
     pub client_nonce: String,
 }
 
 /// A new session's announcement.
 #[derive(Debug, Clone)]
 pub struct Created {
+    /// The new session's id.
     pub session_id: Uuid,
+    /// Unix seconds after which execute is refused.
     pub expires_at: u64,
+    /// The announcement's TBS.
     pub tbs: [u8; TBS_LEN],
+    /// The identity's signature over the TBS.
     pub signature: Vec<u8>,
 }
 
@@ -463,7 +470,9 @@ impl Handler<CreateSession> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "Result<(), Error>")]
 pub struct Admit {
+    /// The session id from the URL, unparsed.
     pub session_id: String,
+    /// The `Session-Ticket` header, if present and text.
     pub ticket: Option<String>,
 }
 
@@ -478,6 +487,7 @@ impl Handler<Admit> for Supervisor {
 
 /// The body of an execute call as the HTTP layer read it.
 pub enum RequestBody {
+    /// All of the body.
     Complete(Vec<u8>),
     /// Longer than `max_request_bytes`; the rest was not read.
     TooLarge,
@@ -489,29 +499,39 @@ pub enum RequestBody {
 #[derive(Message)]
 #[rtype(result = "Result<Receipt, Error>")]
 pub struct Execute {
+    /// The session id from the URL, unparsed.
     pub session_id: String,
     /// The `Session-Ticket` header, if present and text.
     pub ticket: Option<String>,
+    /// Whether the content type is one §4 accepts.
     pub content_type_ok: bool,
+    /// The body, or why there is none.
     pub body: RequestBody,
 }
 
 /// A session's sealed result and its commitments.
 #[derive(Debug, Clone)]
 pub struct Receipt {
+    /// The session the result belongs to.
     pub session_id: Uuid,
+    /// Binds the announcement and `enc_request`.
     pub request_commitment: Digest,
+    /// The sealed result and its commitments, shared with every retry of `GET …/result`.
     pub sealed: Arc<Sealed>,
+    /// The result leaf's proof.
     pub audit: AuditProof,
 }
 
 /// The execute response's `audit` object (§5).
 #[derive(Debug, Clone)]
 pub struct AuditProof {
+    /// The session's request leaf's index.
     pub request_index: u64,
+    /// The result leaf's index.
     pub result_index: u64,
     /// The result leaf.
     pub leaf: Vec<u8>,
+    /// RFC 9162 inclusion proof of the result leaf against `checkpoint`.
     pub inclusion_proof: Vec<Digest>,
     /// Covers the result leaf; the proof is against it.
     pub checkpoint: String,
@@ -541,11 +561,15 @@ impl Handler<Execute> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "Result<ResultState, Error>")]
 pub struct GetResult {
+    /// The session id from the URL, unparsed.
     pub session_id: String,
 }
 
+/// Where a consumed session's result stands.
 pub enum ResultState {
+    /// Still running.
     Running(Uuid),
+    /// Finished with a sealed result.
     Finished(Receipt),
 }
 

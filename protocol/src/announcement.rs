@@ -9,6 +9,7 @@ use crate::identity::{IdentityKey, IdentityPublicKey, SEC1_LEN};
 use crate::sealing::{self, KEY_CONFIG_LEN};
 
 pub(crate) const VERSION: u8 = 0x01;
+/// The length of a TBS (§3).
 pub const TBS_LEN: usize = 205;
 /// How far a client lets the server's clock run behind its own when checking `expires_at`.
 pub(crate) const MAX_CLOCK_SKEW_SECS: u64 = 30;
@@ -18,16 +19,24 @@ const SIGNATURE_LABEL: &[u8] = b"wasm-hv/v1 session-key";
 /// The fields of a TBS. The key config is always this protocol's suite, so only `pkR` is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
+    /// The session's UUID bytes, RFC 9562 order.
     pub session_id: [u8; 16],
+    /// Unix seconds; the guest's realtime clock starts here.
     pub issued_at: u64,
+    /// Unix seconds after which the session can no longer be executed.
     pub expires_at: u64,
+    /// `H3` of the client's ticket, binding the announcement to that client.
     pub client_nonce: Digest,
+    /// `H3` of the identity public key that signs the announcement.
     pub identity_fpr: Digest,
+    /// Commits the server to its share of the program's randomness before it sees the client's.
     pub seed_commitment: Digest,
+    /// `pkR`, the session's HPKE public key, uncompressed SEC1.
     pub public_key: [u8; SEC1_LEN],
 }
 
 impl Announcement {
+    /// The 205-byte TBS the identity key signs.
     pub fn to_tbs(&self) -> [u8; TBS_LEN] {
         let mut tbs = [0; TBS_LEN];
         let mut at = 0;
@@ -84,6 +93,7 @@ impl Announcement {
         h3(&self.to_tbs())
     }
 
+    /// The identity key's DER signature over the TBS, with §3's label.
     pub fn sign(&self, identity: &IdentityKey) -> Vec<u8> {
         identity.sign(&signing_input(&self.to_tbs()))
     }
@@ -103,9 +113,13 @@ pub(crate) fn signing_input(tbs: &[u8]) -> Vec<u8> {
 
 /// What the client expects of an announcement (§3).
 pub struct Expected<'a> {
+    /// The pinned identity key.
     pub identity: &'a IdentityPublicKey,
+    /// The client's own nonce.
     pub client_nonce: &'a Digest,
+    /// The session id of the JSON response, which goes into the URL.
     pub session_id: &'a [u8; 16],
+    /// The client's clock, Unix seconds.
     pub now_secs: u64,
 }
 

@@ -8,17 +8,24 @@ use crate::encoding::{base64_bytes, base64_digests, hex32};
 /// `GET /identity`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Identity {
+    /// Names both the signing key and the audit log.
     pub origin: String,
+    /// The identity public key, uncompressed SEC1 (65 bytes).
     #[serde(with = "base64_bytes")]
     pub public_key: Vec<u8>,
+    /// The same key as SPKI DER, from which the note key ID is derived.
     #[serde(with = "base64_bytes")]
     pub spki: Vec<u8>,
+    /// `H3(SEC1 public key)`: what an announcement's `identity_fpr` must equal.
     #[serde(with = "hex32")]
     pub fingerprint: [u8; 32],
+    /// The signed-note verifier key for checkpoints: `origin+keyid+base64(0x02 ‖ SPKI)`.
     pub note_verifier_key: String,
+    /// The HPKE suite session keys use.
     pub suite: Suite,
 }
 
+/// HPKE algorithm ids (RFC 9180), as `GET /identity` publishes them.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Suite {
     pub(crate) kem: u16,
@@ -37,16 +44,21 @@ pub const SUITE: Suite = Suite {
 /// with `malformed_request` rather than a generic JSON error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateSession {
+    /// Hex of `H3("wasm-hv/v1 ticket" ‖ 0x00 ‖ ticket)`.
     pub client_nonce: String,
 }
 
 /// `POST /sessions` response body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionCreated {
+    /// The session's UUID, lowercase 8-4-4-4-12.
     pub session_id: String,
+    /// `YYYY-MM-DDTHH:MM:SSZ`, the TBS's `expires_at`.
     pub expires_at: String,
+    /// The 205-byte TBS.
     #[serde(with = "base64_bytes")]
     pub announcement: Vec<u8>,
+    /// The identity key's DER signature over the TBS.
     #[serde(with = "base64_bytes")]
     pub signature: Vec<u8>,
 }
@@ -54,15 +66,20 @@ pub struct SessionCreated {
 /// `200` of `POST /sessions/{id}/execute` and `GET /sessions/{id}/result`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Executed {
+    /// The session the result belongs to.
     pub session_id: String,
     /// Always `"executed"`.
     pub outcome: String,
+    /// Binds the announcement and the exact `enc_request` bytes.
     #[serde(with = "hex32")]
     pub request_commitment: [u8; 32],
+    /// Binds `request_commitment` and the exact `sealed_result` bytes.
     #[serde(with = "hex32")]
     pub result_commitment: [u8; 32],
+    /// `enc_response`: only the client can open it.
     #[serde(with = "base64_bytes")]
     pub sealed_result: Vec<u8>,
+    /// Proof that the result leaf is in the log.
     pub audit: Audit,
 }
 
@@ -70,30 +87,42 @@ pub struct Executed {
 /// the proof is against.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Audit {
+    /// The session's request leaf's index.
     pub request_index: u64,
+    /// The result leaf's index, where `inclusion_proof` proves it.
     pub result_index: u64,
+    /// The result leaf's 163 bytes.
     #[serde(with = "base64_bytes")]
     pub leaf: Vec<u8>,
+    /// RFC 9162 inclusion proof of the leaf against `checkpoint`.
     #[serde(with = "base64_digests")]
     pub inclusion_proof: Vec<Digest>,
+    /// The signed note the proof is against.
     pub checkpoint: String,
 }
 
 /// `GET /audit/{session_id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionAudit {
+    /// The session asked about.
     pub session_id: String,
+    /// The session's leaves, ascending.
     pub entries: Vec<AuditEntry>,
+    /// The signed note every proof is against.
     pub checkpoint: String,
 }
 
+/// One of a session's leaves in `GET /audit/{session_id}`, with its proof.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// The leaf's position in the log.
     pub index: u64,
+    /// The leaf's bytes.
     #[serde(with = "base64_bytes")]
     pub leaf: Vec<u8>,
     /// The leaf decoded, hashes in hex (informative: verifiers use `leaf`).
     pub record: serde_json::Value,
+    /// RFC 9162 inclusion proof against the response's checkpoint.
     #[serde(with = "base64_digests")]
     pub inclusion_proof: Vec<Digest>,
 }
@@ -101,8 +130,11 @@ pub struct AuditEntry {
 /// `GET /audit/consistency`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Consistency {
+    /// The smaller tree size.
     pub old: u64,
+    /// The larger tree size.
     pub new: u64,
+    /// RFC 9162 §2.1.4 consistency proof from `old` to `new`.
     #[serde(with = "base64_digests")]
     pub proof: Vec<Digest>,
 }
@@ -110,12 +142,16 @@ pub struct Consistency {
 /// `GET /audit/entries`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entries {
+    /// The leaves in index order.
     pub entries: Vec<LeafAt>,
 }
 
+/// One leaf of `GET /audit/entries`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LeafAt {
+    /// The leaf's position in the log.
     pub index: u64,
+    /// The leaf's bytes.
     #[serde(with = "base64_bytes")]
     pub leaf: Vec<u8>,
 }
@@ -172,6 +208,7 @@ pub fn uuid_text(bytes: &[u8; 16]) -> String {
 /// `202` of `GET /sessions/{id}/result` while the execution runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Running {
+    /// The session still running.
     pub session_id: String,
     /// Always `"running"`.
     pub outcome: String,
@@ -180,33 +217,49 @@ pub struct Running {
 /// Every HTTP error body (§7).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
+    /// Hex, present once the session was consumed, so the client can find its leaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_commitment: Option<String>,
 }
 
+/// The `error` object of an HTTP error body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorDetail {
+    /// One of §7's snake_case codes.
     pub code: String,
+    /// For a human; never says why an open failed.
     pub message: String,
 }
 
 /// The error codes of §7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
+    /// Body, header, length or content type wrong.
     MalformedRequest,
+    /// HPKE open failed; the session is consumed.
     UnsealFailed,
+    /// The `Session-Ticket` does not hash to the session's `client_nonce`.
     BadTicket,
+    /// No such session.
     SessionNotFound,
+    /// The session was already consumed.
     SessionUsed,
+    /// Past the session's `expires_at`.
     SessionExpired,
+    /// The body is over the daemon's maximum.
     PayloadTooLarge,
+    /// The daemon failed while running the session.
     Internal,
+    /// The daemon stopped before the session ended.
     Aborted,
+    /// Admission refused; try again after `Retry-After`.
     Overloaded,
 }
 
 impl ErrorCode {
+    /// The wire name, in snake_case.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MalformedRequest => "malformed_request",
@@ -237,8 +290,9 @@ impl ErrorCode {
     }
 }
 
-/// The request content type of §4, and the one also accepted.
+/// The request content type of §4.
 pub const SEALED_REQUEST_CONTENT_TYPE: &str = "application/vnd.wasm-hypervisor.sealed-request";
+/// The other request content type the daemon accepts.
 pub const OCTET_STREAM_CONTENT_TYPE: &str = "application/octet-stream";
 /// The header that carries the hex ticket.
 pub const TICKET_HEADER: &str = "Session-Ticket";

@@ -14,18 +14,25 @@ pub(crate) const MAX_DEPTH: usize = 8;
 /// Why input is not acceptable CBOR, or not of the type a caller asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
+    /// The input ends inside an item.
     #[error("truncated CBOR")]
     Truncated,
+    /// Not well-formed CBOR: a reserved or invalid header, or a stray break.
     #[error("malformed CBOR")]
     Malformed,
+    /// A tag, which §4 refuses.
     #[error("tags are not allowed")]
     Tag,
+    /// An indefinite-length item, which §4 refuses.
     #[error("indefinite-length items are not allowed")]
     Indefinite,
+    /// Arrays and maps nested deeper than 8 levels.
     #[error("nesting deeper than 8")]
     TooDeep,
+    /// A text string that is not UTF-8.
     #[error("text is not valid UTF-8")]
     InvalidUtf8,
+    /// Bytes after the one top-level item.
     #[error("trailing bytes after the payload")]
     Trailing,
     /// Well-formed, but not the type the caller expected; the caller knows which field it was.

@@ -15,8 +15,11 @@ const MAX_SIGNATURES: usize = 100;
 /// A tree head: the log named `origin` had `size` leaves with this `root`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The log's name, also the signing key's name.
     pub origin: String,
+    /// The number of leaves.
     pub size: u64,
+    /// The RFC 9162 root hash of those leaves.
     pub root: Digest,
 }
 

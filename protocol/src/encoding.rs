@@ -9,6 +9,7 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
+/// Strict standard base64: padding required, non-zero pad bits refused.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     STANDARD.decode(text).ok()
 }

@@ -34,10 +34,12 @@ impl IdentityKey {
             .map_err(|_| Error::InvalidKey)
     }
 
+    /// The 32-byte big-endian scalar, for the daemon's key file; zeroized when dropped.
     pub fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.0.to_bytes().to_vec())
     }
 
+    /// The public half.
     pub fn public(&self) -> IdentityPublicKey {
         IdentityPublicKey(*self.0.verifying_key())
     }
@@ -54,6 +56,7 @@ impl IdentityKey {
 pub struct IdentityPublicKey(VerifyingKey);
 
 impl IdentityPublicKey {
+    /// Parses a 65-byte uncompressed SEC1 point, as `GET /identity` publishes it.
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() != SEC1_LEN {
             return Err(Error::InvalidKey);
@@ -70,6 +73,7 @@ impl IdentityPublicKey {
         out
     }
 
+    /// SubjectPublicKeyInfo DER, from which the note key ID is hashed.
     pub fn spki_der(&self) -> Vec<u8> {
         self.0
             .to_public_key_der()

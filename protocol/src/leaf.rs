@@ -13,12 +13,16 @@ const KIND_RESULT: u8 = 0x02;
 pub enum Outcome {
     /// A sealed result exists.
     Executed = 1,
+    /// HPKE open failed.
     UnsealFailed = 11,
+    /// The daemon stopped before the session ended.
     Aborted = 12,
+    /// The daemon failed while running the session.
     Internal = 13,
 }
 
 impl Outcome {
+    /// The name `record` uses for it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Executed => "executed",
@@ -40,20 +44,31 @@ impl Outcome {
     }
 }
 
+/// Appended when a session is consumed, before the request is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestLeaf {
+    /// The session's UUID bytes.
     pub session_id: [u8; 16],
+    /// When the session was consumed, Unix milliseconds.
     pub time_ms: u64,
+    /// `H3(TBS)` of the announcement the request was sealed to.
     pub announcement_hash: Digest,
+    /// Binds the announcement and the exact `enc_request` bytes.
     pub request_commitment: Digest,
 }
 
+/// Appended when a consumed session ends, whatever its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultLeaf {
+    /// The session's UUID bytes.
     pub session_id: [u8; 16],
+    /// When the session ended, Unix milliseconds.
     pub time_ms: u64,
+    /// The index of the session's request leaf.
     pub request_index: u64,
+    /// How the session ended.
     pub outcome: Outcome,
+    /// Equal to the request leaf's.
     pub request_commitment: Digest,
     /// [`ABSENT`] unless a sealed result exists.
     pub result_commitment: Digest,
@@ -63,25 +78,34 @@ pub struct ResultLeaf {
     pub output_commitment: Digest,
 }
 
+/// Either kind of leaf, as decoded from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leaf {
+    /// A session was consumed.
     Request(RequestLeaf),
+    /// A consumed session ended.
     Result(ResultLeaf),
 }
 
+/// Why bytes are not a valid leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LeafError {
+    /// Not 90 bytes for a request leaf or 163 for a result leaf.
     #[error("leaf has the wrong length for its kind")]
     Length,
+    /// A version or kind byte this version does not define.
     #[error("unknown leaf version or kind")]
     Kind,
+    /// An outcome byte this version does not define.
     #[error("unknown outcome")]
     Outcome,
+    /// A commitment is absent although the outcome says it exists.
     #[error("a commitment is absent where the outcome requires it")]
     MissingCommitment,
 }
 
 impl Leaf {
+    /// The session the leaf belongs to.
     pub fn session_id(&self) -> &[u8; 16] {
         match self {
             Self::Request(leaf) => &leaf.session_id,
@@ -89,6 +113,7 @@ impl Leaf {
         }
     }
 
+    /// The leaf's bytes, as the log stores and hashes them.
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Self::Request(leaf) => [

@@ -21,18 +21,25 @@ mod vectors;
 /// nothing from *why* an open or a signature check failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Bytes that are not a valid key.
     #[error("invalid public or private key")]
     InvalidKey,
+    /// A signature that is malformed or does not verify.
     #[error("signature verification failed")]
     BadSignature,
+    /// An HPKE open or response decryption failed.
     #[error("could not open the sealed message")]
     Unseal,
+    /// HPKE sealing failed.
     #[error("could not seal the message")]
     Seal,
+    /// An origin outside §2's rules.
     #[error("invalid origin: 1 to 255 bytes in 0x21-0x7E without '+'")]
     InvalidOrigin,
+    /// An announcement a client must not seal to; the message says which check failed.
     #[error("invalid announcement: {0}")]
     Announcement(&'static str),
+    /// A checkpoint or proof that does not verify; the message says why.
     #[error("checkpoint or proof rejected: {0}")]
     Checkpoint(&'static str),
 }

@@ -57,6 +57,7 @@ pub fn empty_root() -> Digest {
 
 /// Where the hashes of finished perfect subtrees come from: a database, a file, a map.
 pub trait SubtreeHashes {
+    /// Why a lookup failed.
     type Error;
 
     /// The hash of the perfect subtree covering leaves `[index·2^level, (index+1)·2^level)`.
@@ -72,6 +73,7 @@ pub enum ProofError<E> {
     /// The sizes or index are out of range; the message says which rule they break.
     #[error("{0}")]
     Invalid(&'static str),
+    /// A subtree hash could not be looked up.
     #[error("subtree hash lookup failed")]
     Lookup(#[source] E),
 }
@@ -272,10 +274,12 @@ impl MemoryTree {
         Ok(new)
     }
 
+    /// The number of leaves pushed.
     pub fn size(&self) -> u64 {
         self.size
     }
 
+    /// The RFC 9162 root hash of the leaves pushed.
     pub fn root(&self) -> Digest {
         root(self.size, self).expect("every subtree of a pushed tree is held")
     }

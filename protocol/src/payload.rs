@@ -9,32 +9,44 @@ use crate::cbor::{self, Reader, Writer};
 /// Limits a request asks for (`limits` in §4); `None` means "the server's default".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestedLimits {
+    /// Fuel the program may burn before `out_of_fuel`.
     pub fuel: Option<u64>,
+    /// The most linear memory the program may hold before `memory_limit`.
     pub memory_bytes: Option<u64>,
+    /// The most stdout and stderr bytes, together, before `output_limit`.
     pub output_bytes: Option<u64>,
+    /// The time the program may run on a worker before `timeout`.
     pub timeout_ms: Option<u64>,
 }
 
 /// The limits an execution ran under (`limits` in the output map: all four keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Fuel the program could burn; `fuel_consumed` never exceeds it.
     pub fuel: u64,
+    /// Linear memory the program could hold.
     pub memory_bytes: u64,
+    /// stdout and stderr bytes, together, the program could write.
     pub output_bytes: u64,
+    /// Milliseconds the program could run on a worker.
     pub timeout_ms: u64,
 }
 
 /// The decoded request payload (§4).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestPayload {
+    /// The WebAssembly module, in the binary format.
     pub wasm: Vec<u8>,
     /// The export to call; `None` means `_start`.
     pub entry: Option<String>,
+    /// WASI `argv[1..]`; `argv[0]` is always `"program"`.
     pub args: Vec<String>,
     /// In the order the payload lists them (the payload's bytes are committed, so the order is
     /// fixed).
     pub env: Vec<(String, String)>,
+    /// What the program reads from fd 0.
     pub stdin: Vec<u8>,
+    /// The limits the client asks for, before the server clamps them.
     pub limits: RequestedLimits,
     /// The client's share of the program's randomness; `None` means 32 zero bytes.
     pub seed: Option<[u8; 32]>,
@@ -43,15 +55,25 @@ pub struct RequestPayload {
 /// The `status` of an execution (§7), in the order in which the first match wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
+    /// The time limit ran out.
     Timeout,
+    /// The fuel limit ran out.
     OutOfFuel,
+    /// stdout and stderr together passed `output_bytes`.
     OutputLimit,
+    /// Memory could not be had within `memory_bytes`.
     MemoryLimit,
+    /// Not a valid module, or over the engine's limits.
     InvalidModule,
+    /// An import the sandbox lacks, or no usable entry export.
     LinkError,
+    /// The request opened but is not a valid request payload.
     BadPayload,
+    /// Any other WebAssembly trap.
     Trap,
+    /// `proc_exit(n)` with `n` other than 0.
     Exit,
+    /// The entry returned, or called `proc_exit(0)`.
     Ok,
 }
 
@@ -59,35 +81,53 @@ pub enum Status {
 /// patterns, which is also how they are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReturnValue {
+    /// An `i32` result.
     I32(i32),
+    /// An `i64` result.
     I64(i64),
+    /// An `f32` result, as its bit pattern.
     F32(u32),
+    /// An `f64` result, as its bit pattern.
     F64(u64),
 }
 
 /// The output map (§5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputMap {
+    /// How the execution ended.
     pub status: Status,
+    /// The `proc_exit` argument for `ok` and `exit` (0 when the entry returned); `None` otherwise.
     pub exit_code: Option<u32>,
+    /// stdout in the order written, cut at `output_bytes` together with stderr.
     pub stdout: Vec<u8>,
+    /// stderr in the order written, cut at `output_bytes` together with stdout.
     pub stderr: Vec<u8>,
     /// Present only for a non-`_start` entry.
     pub returns: Option<Vec<ReturnValue>>,
+    /// Why the program did not end `ok`, for a human; never host paths or secrets.
     pub error: Option<String>,
+    /// The limits actually applied, after clamping.
     pub limits: Limits,
+    /// Fuel the program burned; deterministic for a given engine.
     pub fuel_consumed: u64,
+    /// Microseconds the program ran on a worker: the one value a re-run does not reproduce.
     pub duration_us: u64,
+    /// The engine and configuration that ran the program, which fix its fuel accounting (§8).
     pub engine: String,
+    /// Opens the announcement's `seed_commitment`.
     pub server_seed: [u8; 32],
+    /// The seed of the program's `random_get` keystream, from both parties' shares.
     pub random_seed: [u8; 32],
 }
 
 /// The result payload (§5): the output map's exact bytes and the two commitment blinds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultPayload {
+    /// The output map's encoding, exactly the bytes `output_commitment` covers.
     pub output: Vec<u8>,
+    /// Opens `input_commitment` together with the request payload.
     pub input_blind: [u8; 32],
+    /// Opens `output_commitment` together with `output`.
     pub output_blind: [u8; 32],
 }
 
@@ -106,31 +146,46 @@ impl From<Limits> for RequestedLimits {
 /// fields, and quote payload content only as key names, capped at 64 characters and escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
+    /// Not strictly well-formed CBOR (§4's rules).
     #[error(transparent)]
     Cbor(#[from] cbor::Error),
+    /// The top level is not a map.
     #[error("the payload must be a CBOR map")]
     NotAMap,
+    /// A map key is not text.
     #[error("map keys must be text")]
     KeyNotText,
+    /// A key this version does not define: refused, so that a typo cannot drop a limit.
     #[error("unknown key `{key}`{}", in_map(*.map))]
     UnknownKey {
+        /// The nested map the key was in; `None` at the top level.
         map: Option<&'static str>,
+        /// The key, shortened and escaped for display.
         key: String,
     },
+    /// A key that appears twice in one map.
     #[error("duplicate key `{key}`{}", in_map(*.map))]
     DuplicateKey {
+        /// The nested map the key was in; `None` at the top level.
         map: Option<&'static str>,
+        /// The key, shortened and escaped for display.
         key: String,
     },
+    /// A required key is absent.
     #[error("missing `{0}`")]
     Missing(&'static str),
+    /// A value of the wrong CBOR type.
     #[error("`{key}` must be {expected}")]
     WrongType {
+        /// The key whose value it is.
         key: &'static str,
+        /// What the key's value must be, in words.
         expected: &'static str,
     },
+    /// A value of the right type that breaks a rule; the message says which.
     #[error("{0}")]
     Invalid(&'static str),
+    /// An output map whose `status` is not one of §7.
     #[error("unknown status `{0}`")]
     UnknownStatus(String),
 }

@@ -74,6 +74,7 @@ fn default_client_dir() -> PathBuf {
     )
 }
 
+/// Runs the command line, reporting any failure on stderr and in the exit code.
 pub fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,

@@ -18,8 +18,10 @@ use super::store::{Batch, LogStore, StoreError};
 /// The most entries one `GET /audit/entries` returns (§6).
 pub(crate) const MAX_ENTRIES_PAGE: u64 = 1000;
 
+/// Why the audit log could not append or answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
+    /// The store failed; what was written is unknown until the log is reopened and verified.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The stored log does not verify: it was altered, truncated or rolled back.
@@ -45,18 +47,24 @@ impl<E: Into<Self>> From<ProofError<E>> for AuditError {
 /// One leaf with its inclusion proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The leaf's position in the log.
     pub index: u64,
+    /// The leaf's bytes.
     pub leaf: Vec<u8>,
+    /// RFC 9162 inclusion proof against the accompanying checkpoint.
     pub inclusion_proof: Vec<Digest>,
 }
 
 /// Entries with proofs against one checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proven {
+    /// The entries, in index order.
     pub entries: Vec<Entry>,
+    /// The signed note every proof is against.
     pub checkpoint: String,
 }
 
+/// The verified log: the store plus its size and latest checkpoint, signed with the identity.
 pub struct AuditLog {
     store: Box<dyn LogStore>,
     identity: Arc<IdentityKey>,
@@ -141,6 +149,7 @@ impl AuditLog {
         Ok((log, aborted))
     }
 
+    /// The number of leaves, all durable.
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -316,6 +325,7 @@ fn verify_from_first_leaf(
     Ok(orphans)
 }
 
+/// The wall clock in Unix milliseconds, as leaves record time; 0 before 1970.
 pub fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

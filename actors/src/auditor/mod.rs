@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 pub struct LogHealth(Arc<AtomicBool>);
 
 impl LogHealth {
+    /// False once a write failed: the daemon must stop admitting sessions.
     pub fn is_writable(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
@@ -46,6 +47,7 @@ pub(crate) struct Appended {
 
 type Reply = oneshot::Sender<Result<Appended, AuditError>>;
 
+/// The actor every append goes through; batches concurrent appends into one durable write.
 pub struct Auditor {
     writer: Addr<LogWriter>,
     metrics: Arc<Metrics>,
@@ -152,7 +154,9 @@ impl Handler<Append> for Auditor {
 
 /// A read-only question of §6, answered from the log on the log's own thread.
 pub trait Question: Send + 'static {
+    /// What the question is answered with.
     type Answer: Send + 'static;
+    /// Answers from the log as it is now.
     fn answer(self, log: &AuditLog) -> Result<Self::Answer, AuditError>;
 }
 
@@ -178,7 +182,9 @@ impl Question for LatestCheckpoint {
 
 /// `GET /audit/consistency`.
 pub struct ConsistencyProof {
+    /// The tree size the client already trusts.
     pub old: u64,
+    /// The tree size to prove consistency with.
     pub new: u64,
 }
 
@@ -191,7 +197,9 @@ impl Question for ConsistencyProof {
 
 /// `GET /audit/entries`.
 pub struct LeafRange {
+    /// The first index returned.
     pub start: u64,
+    /// One past the last index asked for; the log clamps it.
     pub end: u64,
 }
 

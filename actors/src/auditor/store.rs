@@ -45,6 +45,7 @@ pub struct Batch<'a> {
     pub(crate) checkpoint: &'a str,
 }
 
+/// A backend for the audit log: leaves, subtree hashes and the checkpoint, appended atomically.
 pub trait LogStore: Send + 'static {
     /// Number of leaves in the log.
     fn size(&self) -> Result<u64, StoreError>;
@@ -63,18 +64,27 @@ pub trait LogStore: Send + 'static {
     fn checkpoint(&self) -> Result<Option<String>, StoreError>;
 }
 
+/// Why a store call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The filesystem failed.
     #[error("audit log I/O failed: {0}")]
     Io(String),
+    /// The database failed in a way other than I/O.
     #[error("audit log storage failed: {0}")]
     Backend(String),
-    /// `expected` is the store's size, `got` the batch's `first_index`.
+    /// The batch does not start at the end of the log: two writers, or a caller bug.
     #[error("the batch starts at leaf {got} but the log has {expected} leaves")]
-    Conflict { expected: u64, got: u64 },
+    Conflict {
+        /// The store's size.
+        expected: u64,
+        /// The batch's `first_index`.
+        got: u64,
+    },
     /// A caller bug; nothing was written.
     #[error("invalid batch: {0}")]
     InvalidBatch(&'static str),
+    /// The stored data breaks the store's own invariants.
     #[error("the audit log storage is corrupt: {0}")]
     Corrupt(&'static str),
 }
@@ -88,12 +98,15 @@ impl From<std::io::Error> for StoreError {
 /// Which backend holds the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StoreKind {
+    /// A single redb file.
     #[default]
     Redb,
+    /// A sled directory.
     Sled,
 }
 
 impl StoreKind {
+    /// Every backend, for choosing by name and for testing each.
     pub const ALL: [Self; 2] = [Self::Redb, Self::Sled];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -118,6 +131,7 @@ impl fmt::Display for StoreKind {
     }
 }
 
+/// A store name that is neither `redb` nor `sled`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown store {0:?}: expected \"redb\" or \"sled\"")]
 pub struct ParseStoreKindError(String);

@@ -127,6 +127,7 @@ pub struct Program<'a> {
     pub args: &'a [String],
     /// The environment, in this order.
     pub env: &'a [(String, String)],
+    /// What the program reads from fd 0.
     pub stdin: &'a [u8],
     /// Key of the `random_get` keystream.
     pub random_seed: [u8; 32],
