@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
-use wasm_hypervisor_actors::auditor::store::StoreKind;
+use wasm_hypervisor_actors::auditor::log::ResultRetention;
+use wasm_hypervisor_actors::auditor::store::{DEFAULT_CACHE_BYTES, StoreKind};
 use wasm_hypervisor_actors::sandbox::SandboxConfig;
 use wasm_hypervisor_actors::session::LimitsPolicy;
 use wasm_hypervisor_actors::supervisor::{SupervisorConfig, default_worker_threads};
@@ -25,6 +26,15 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The audit log's backend.
     pub store: StoreKind,
+    /// The store's page cache, in bytes. Default: 64 MiB.
+    pub store_cache_bytes: usize,
+    /// How long and how many bytes of finished results the log keeps.
+    pub retention: ResultRetention,
+    /// Re-verify every stored leaf in the background after start-up. Default: off.
+    pub scrub: bool,
+    /// Bytes of kept results being read and sent at once; past it `GET …/result` is answered
+    /// 503. Default: 256 MiB.
+    pub max_result_read_bytes: usize,
     /// `None`: derived from the identity key's fingerprint.
     pub origin: Option<String>,
     /// Wasm worker threads, each running one execution at a time.
@@ -43,6 +53,10 @@ impl ServerConfig {
             tls: None,
             data_dir,
             store: StoreKind::default(),
+            store_cache_bytes: DEFAULT_CACHE_BYTES,
+            retention: ResultRetention::default(),
+            scrub: false,
+            max_result_read_bytes: DEFAULT_MAX_RESULT_READ_BYTES,
             origin: None,
             worker_threads: default_worker_threads(),
             supervisor: SupervisorConfig::default(),
@@ -51,6 +65,9 @@ impl ServerConfig {
         }
     }
 }
+
+/// The default of `--max-result-read-bytes`: sixteen of the largest results at once.
+pub const DEFAULT_MAX_RESULT_READ_BYTES: usize = 256 << 20;
 
 /// PEM files for HTTPS.
 #[derive(Debug, Clone)]
@@ -124,9 +141,22 @@ pub(crate) struct ServeArgs {
     /// Seconds a session may wait for its execute call.
     #[arg(long, env = "WASM_HYPERVISOR_SESSION_TTL", default_value_t = 60)]
     pub(crate) session_ttl_secs: u64,
-    /// Seconds a result stays available at GET /sessions/{id}/result.
+    /// Seconds a result stays available at GET /sessions/{id}/result, across restarts.
     #[arg(long, env = "WASM_HYPERVISOR_RESULT_RETENTION", default_value_t = 600)]
     pub(crate) result_retention_secs: u64,
+    /// Bytes of results kept on disk; past it the oldest are evicted (410 result_evicted).
+    #[arg(long, env = "WASM_HYPERVISOR_RESULT_BUDGET_BYTES", default_value_t = ResultRetention::default().max_bytes)]
+    pub(crate) result_budget_bytes: u64,
+    /// Bytes of kept results being sent at once before GET /sessions/{id}/result gets 503.
+    #[arg(long, env = "WASM_HYPERVISOR_MAX_RESULT_READ_BYTES", default_value_t = DEFAULT_MAX_RESULT_READ_BYTES)]
+    pub(crate) max_result_read_bytes: usize,
+    /// The audit store's page cache, in bytes.
+    #[arg(long, env = "WASM_HYPERVISOR_STORE_CACHE_BYTES", default_value_t = DEFAULT_CACHE_BYTES)]
+    pub(crate) store_cache_bytes: usize,
+    /// Re-verify every stored leaf in the background after start-up; a mismatch stops the
+    /// daemon from taking work (start-up itself checks only the tree's right edge).
+    #[arg(long, env = "WASM_HYPERVISOR_SCRUB", default_value_t = false, action = clap::ArgAction::Set)]
+    pub(crate) scrub: bool,
     /// Largest sealed request body, in bytes.
     #[arg(long, env = "WASM_HYPERVISOR_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
     pub(crate) max_request_bytes: usize,
@@ -192,11 +222,12 @@ pub(crate) fn arguments_with_config_file(
         let value = match value {
             toml::Value::String(text) => text,
             toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Boolean(flag) => flag.to_string(),
             other => {
                 return Err(invalid(
                     "config",
                     format!(
-                        "{}: `{key}` must be a string or an integer, not {}",
+                        "{}: `{key}` must be a string, an integer or a boolean, not {}",
                         path.display(),
                         other.type_str()
                     ),
@@ -305,11 +336,17 @@ impl ServeArgs {
             tls,
             data_dir: self.data_dir,
             store: self.store,
+            store_cache_bytes: self.store_cache_bytes,
+            retention: ResultRetention {
+                period: Duration::from_secs(self.result_retention_secs),
+                max_bytes: self.result_budget_bytes,
+            },
+            scrub: self.scrub,
+            max_result_read_bytes: self.max_result_read_bytes,
             origin: self.origin,
             worker_threads,
             supervisor: SupervisorConfig {
                 session_ttl: Duration::from_secs(self.session_ttl_secs),
-                result_retention: Duration::from_secs(self.result_retention_secs),
                 max_open_sessions: self.max_open_sessions,
                 max_pending_executions,
                 max_request_bytes: self.max_request_bytes,
@@ -350,7 +387,7 @@ mod tests {
     #[test]
     fn the_file_fills_what_flags_leave_unset() {
         let config = parse(
-            "max-fuel = 5000\ndefault-fuel = 100\norigin = \"example.org/log\"\nstore = \"sled\"\n",
+            "max-fuel = 5000\ndefault-fuel = 100\norigin = \"example.org/log\"\nstore = \"sled\"\nscrub = true\n",
             &["--default-fuel", "50"],
         )
         .unwrap();
@@ -358,6 +395,7 @@ mod tests {
         assert_eq!(config.limits.default.fuel, 50, "a flag beats the file");
         assert_eq!(config.origin.as_deref(), Some("example.org/log"));
         assert_eq!(config.store, StoreKind::Sled);
+        assert!(config.scrub);
         assert_eq!(
             config.supervisor.session_ttl,
             Duration::from_secs(60),

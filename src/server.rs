@@ -7,7 +7,7 @@ use actix::{Actor as _, Arbiter};
 use actix_web::{App, HttpServer, web};
 use wasm_hypervisor_actors::auditor::audit_log::{AuditError, AuditLog};
 use wasm_hypervisor_actors::auditor::store::{self, StoreError, StoreKind};
-use wasm_hypervisor_actors::auditor::{Auditor, LogHealth};
+use wasm_hypervisor_actors::auditor::{Auditor, LogHealth, Scrub};
 use wasm_hypervisor_actors::executor::WasmWorker;
 use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::supervisor::Supervisor;
@@ -110,6 +110,7 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         readiness,
         identity: identity_body.clone(),
         max_request_bytes: config.supervisor.max_request_bytes,
+        result_reads: http::ReadBudget::new(config.max_result_read_bytes),
     });
     let bind_error = |source| ServerError::Bind {
         addr: config.listen,
@@ -161,8 +162,13 @@ fn open_audit_log(
             });
         }
     }
-    let store = store::open(config.store, &config.data_dir)?;
-    let (log, aborted) = AuditLog::open(store, Arc::clone(identity), origin.to_owned())?;
+    let store = store::open_with_cache(config.store, &config.data_dir, config.store_cache_bytes)?;
+    let (log, aborted) = AuditLog::open(
+        store,
+        Arc::clone(identity),
+        origin.to_owned(),
+        config.retention,
+    )?;
     for session_id in &aborted {
         log::warn!(
             "session {} was cut off by a restart; logged as aborted",
@@ -170,11 +176,21 @@ fn open_audit_log(
         );
     }
     log::info!(
-        "audit log ({}) verified: {} leaves",
+        "audit log ({}) opened: {} leaves, its right edge matches the signed checkpoint",
         config.store,
         log.size()
     );
-    Ok(Auditor::start_with(log, metrics))
+    let (auditor, health) = Auditor::start_with(log, metrics);
+    if config.scrub {
+        let scrub = auditor.send(Scrub);
+        actix_rt::spawn(async move {
+            // A failure is logged by the auditor, which also fails the log closed.
+            if let Ok(Ok(verified)) = scrub.await {
+                log::info!("audit log scrub: all {verified} leaves verify");
+            }
+        });
+    }
+    Ok((auditor, health))
 }
 
 /// A rustls server config (ring provider, TLS 1.2 and 1.3) from PEM files.

@@ -188,15 +188,19 @@ async fn a_restart_turns_orphaned_requests_into_aborted_results() {
             store,
             Arc::clone(&identity),
             origin.clone(),
+            Default::default(),
         )
         .unwrap();
         assert!(aborted.is_empty());
-        log.append(&[Leaf::Request(RequestLeaf {
-            session_id,
-            time_ms: 1,
-            announcement_hash: [6; 32],
-            request_commitment,
-        })])
+        log.append(vec![
+            Leaf::Request(RequestLeaf {
+                session_id,
+                time_ms: 1,
+                announcement_hash: [6; 32],
+                request_commitment,
+            })
+            .into(),
+        ])
         .unwrap();
     }
     let data_path = data_dir.path().to_owned();

@@ -5,8 +5,9 @@
 //! - history rewritten and re-signed by an operator holding the identity key (one byte of a leaf
 //!   changed, a session's leaves dropped, the tail truncated): the daemon starts, but the new
 //!   checkpoint is inconsistent with the trusted one, for the client library and for the CLI;
-//! - without the key: a log whose stored checkpoint does not verify, or whose store file had a
-//!   leaf byte changed in place, keeps the daemon from starting.
+//! - without the key: a log whose stored checkpoint does not verify keeps the daemon from
+//!   starting; a leaf byte changed in place in the store file is found by the background scrub
+//!   (opening checks only the tree's right edge), which stops the daemon from taking work.
 //!
 //! Each case has its untampered control, which must pass the same checks.
 
@@ -20,7 +21,7 @@ use process::{CliOutput, Daemon, is_inconsistent};
 use tempfile::TempDir;
 use wasm_hypervisor::client::{ClientError, Execution, PinnedIdentity, SignedCheckpoint};
 use wasm_hypervisor::identity_file;
-use wasm_hypervisor_actors::auditor::audit_log::{AuditLog, unix_millis};
+use wasm_hypervisor_actors::auditor::audit_log::{AuditLog, NewLeaf, ResultRetention, unix_millis};
 use wasm_hypervisor_actors::auditor::store::{self, StoreKind};
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
 
@@ -377,9 +378,16 @@ fn rebuild(kind: StoreKind, old_dir: &Path, origin: &str, leaves: &[Leaf]) -> Te
     )
     .unwrap();
     let store = store::open(kind, dir.path()).unwrap();
-    let (mut log, aborted) = AuditLog::open(store, Arc::new(identity), origin.to_owned()).unwrap();
+    let (mut log, aborted) = AuditLog::open(
+        store,
+        Arc::new(identity),
+        origin.to_owned(),
+        ResultRetention::default(),
+    )
+    .unwrap();
     assert!(aborted.is_empty());
-    log.append(leaves).unwrap();
+    log.append(leaves.iter().cloned().map(NewLeaf::from).collect())
+        .unwrap();
     dir
 }
 
@@ -424,13 +432,15 @@ async fn a_log_signed_by_another_key_keeps_the_daemon_from_starting(store: &str)
         store::open(kind, dir.path()).unwrap(),
         Arc::new(signer),
         origin.clone(),
+        ResultRetention::default(),
     )
     .unwrap();
     let mut leaves = Vec::new();
     for (session, request_index) in [(7, 0), (8, 2)] {
         leaves.extend(session_leaves([session; 16], request_index));
     }
-    log.append(&leaves).unwrap();
+    log.append(leaves.into_iter().map(NewLeaf::from).collect())
+        .unwrap();
     drop(log);
     let args = ["--store", store, "--origin", &origin];
 
@@ -465,18 +475,19 @@ async fn a_log_signed_by_another_key_keeps_the_daemon_from_starting(store: &str)
 }
 
 #[actix_rt::test]
-async fn a_leaf_changed_in_the_store_file_keeps_the_daemon_from_starting_redb() {
-    a_leaf_changed_in_the_store_file_keeps_the_daemon_from_starting("redb").await;
+async fn a_leaf_changed_in_the_store_file_is_found_redb() {
+    a_leaf_changed_in_the_store_file_is_found("redb").await;
 }
 
 #[actix_rt::test]
-async fn a_leaf_changed_in_the_store_file_keeps_the_daemon_from_starting_sled() {
-    a_leaf_changed_in_the_store_file_keeps_the_daemon_from_starting("sled").await;
+async fn a_leaf_changed_in_the_store_file_is_found_sled() {
+    a_leaf_changed_in_the_store_file_is_found("sled").await;
 }
 
 /// Without the key, a byte changed in place: every copy of a result leaf's bytes in the store's
-/// files gets one byte of its output commitment flipped.
-async fn a_leaf_changed_in_the_store_file_keeps_the_daemon_from_starting(store: &'static str) {
+/// files gets one byte of its output commitment flipped. sled's segments are checksummed, so
+/// sled may refuse to open them; otherwise the daemon starts and its scrub finds the change.
+async fn a_leaf_changed_in_the_store_file_is_found(store: &'static str) {
     let (original, daemon) = Original::new(store, 2).await;
     daemon.kill();
     let kind: StoreKind = store.parse().unwrap();
@@ -491,22 +502,31 @@ async fn a_leaf_changed_in_the_store_file_keeps_the_daemon_from_starting(store: 
         OUTPUT_COMMITMENT_AT,
     );
     assert!(changed > 0, "the leaf's bytes are in the store's files");
-    let Err((status, stderr)) =
-        process::try_start(original.data.path(), &original.listen, &["--store", store])
-    else {
-        panic!("the daemon started on a store changed in place");
+    let args = ["--store", store, "--scrub", "true"];
+    let daemon = match process::try_start(original.data.path(), &original.listen, &args) {
+        Ok(daemon) => daemon,
+        Err((status, stderr)) => {
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains("corrupt"), "{stderr}");
+            println!("{store}: {changed} copies changed; the store refused to open");
+            return;
+        }
     };
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    // redb's file holds the leaf as written: the daemon's own verification refuses it; sled's
-    // segments are checksummed, and sled refuses to read them.
-    assert!(
-        stderr.contains("the audit log does not verify") || stderr.contains("corrupt"),
-        "{stderr}"
+    // Bounded: the scrub of a log this small takes milliseconds.
+    let mut ready = (200, Vec::new());
+    for _ in 0..100 {
+        ready = process::get(&daemon.url("/readyz")).await;
+        if ready.0 != 200 {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ready.0, 503,
+        "the scrub did not stop the daemon from taking work"
     );
-    println!(
-        "{store}: {changed} copies changed: {}",
-        stderr.lines().last().unwrap_or_default()
-    );
+    assert!(String::from_utf8_lossy(&ready.1).contains("audit log"));
+    println!("{store}: {changed} copies changed; the scrub failed the log closed");
 }
 
 /// Flips byte `at` of every occurrence of `needle` in the files under `path`; returns how many.
@@ -531,4 +551,40 @@ fn flip_in_files(path: &Path, needle: &[u8], at: usize) -> usize {
         std::fs::write(path, bytes).unwrap();
     }
     found.len()
+}
+
+/// A result leaf whose request commitment differs from its request leaf's, in a log re-signed
+/// with the real key: opening checks only the right edge, so the daemon serves it, and
+/// `audit --all` (the protocol's one replay) refuses it.
+#[actix_rt::test]
+async fn audit_all_catches_a_result_leaf_that_answers_another_request_commitment() {
+    let keys = tempfile::tempdir().unwrap();
+    let origin = identity_file::load_or_create(keys.path())
+        .unwrap()
+        .public()
+        .default_origin();
+    let mut leaves: Vec<Leaf> = session_leaves([7; 16], 0).into();
+    let Leaf::Result(result) = &mut leaves[1] else {
+        panic!("the second leaf is the result");
+    };
+    result.request_commitment[0] ^= 0x01;
+    leaves.extend(session_leaves([8; 16], 2));
+    let rebuilt = rebuild(StoreKind::Redb, keys.path(), &origin, &leaves);
+    let daemon = process::start(rebuilt.path(), "127.0.0.1:0", &["--origin", &origin]);
+    let client_dir = tempfile::tempdir().unwrap();
+    let audit = process::cli(&[
+        "audit",
+        "--all",
+        "--server",
+        &format!("http://{}", daemon.addr),
+        "--client-dir",
+        client_dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(audit.status.code(), Some(1), "{audit}");
+    assert!(
+        audit
+            .stderr
+            .contains("result leaf 1 and its request leaf disagree"),
+        "{audit}"
+    );
 }

@@ -88,6 +88,7 @@ fn whole_session() {
                 sealing::seal_request(keys.public_key(), &announcement_hash, &payload, &mut rng)
                     .expect("sealing to a valid key");
             let job = Job {
+                session_id: [3; 16],
                 keys,
                 announcement_hash,
                 issued_at: 0,

@@ -57,6 +57,11 @@ pub enum Error {
         /// The consumed session's, so the client can find its leaves.
         request_commitment: Digest,
     },
+    /// `GET …/result` only: kept too briefly to stay within the result budget.
+    #[error(
+        "the result was dropped before the end of its retention period to stay within the daemon's budget"
+    )]
+    ResultEvicted,
     /// An audit query out of range; the message says which rule it breaks.
     #[error("{0}")]
     AuditQuery(&'static str),
@@ -94,6 +99,7 @@ impl Error {
             Self::UnsealFailed { .. } => ErrorCode::UnsealFailed,
             Self::Internal { .. } | Self::Unavailable(_) => ErrorCode::Internal,
             Self::Aborted { .. } => ErrorCode::Aborted,
+            Self::ResultEvicted => ErrorCode::ResultEvicted,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use wasm_hypervisor_protocol::api::ExecutedBody;
 use wasm_hypervisor_protocol::commitment::{self, Digest};
 use wasm_hypervisor_protocol::payload::{
     Limits, OutputMap, RequestPayload, RequestedLimits, ResultPayload, Status,
@@ -70,6 +71,8 @@ impl LimitsPolicy {
 /// Everything a worker needs to run one consumed session. Dropping it zeroizes the session's
 /// private key and server seed.
 pub struct Job {
+    /// The session's id, which the response body names.
+    pub(crate) session_id: [u8; 16],
     /// The session's HPKE key pair, whose private key opens the request.
     pub keys: SessionKeyPair,
     /// `H3(TBS)`, part of the request's HPKE `info`.
@@ -84,13 +87,14 @@ pub struct Job {
     pub request_commitment: Digest,
 }
 
-/// What the daemon may publish about a sealed result: commitments and, for its own log and
-/// metrics, the status.
+/// What the daemon may publish about a sealed result: the response body's head (with the
+/// sealed bytes), commitments and, for its own log and metrics, the status.
 #[derive(Debug, Clone)]
 pub struct Sealed {
-    /// The sealed result payload, as sent to the client.
-    pub enc_response: Vec<u8>,
-    /// Binds the request commitment and `enc_response`.
+    /// The execute answer's head, with the sealed result; taken when the result leaf is
+    /// appended, because the log completes the body and keeps it.
+    pub(crate) response: Option<ExecutedBody>,
+    /// Binds the request commitment and the sealed result.
     pub result_commitment: Digest,
     pub(crate) input_commitment: Digest,
     pub(crate) output_commitment: Digest,
@@ -113,6 +117,7 @@ pub enum Finished {
 /// Opens, runs and seals one session.
 pub fn run(job: Job, policy: &LimitsPolicy, sandbox_config: &SandboxConfig) -> Finished {
     let Job {
+        session_id,
         keys,
         announcement_hash,
         issued_at,
@@ -133,7 +138,13 @@ pub fn run(job: Job, policy: &LimitsPolicy, sandbox_config: &SandboxConfig) -> F
         policy,
         sandbox_config,
     ));
-    match seal(&plaintext, &output_map, &response_key, &request_commitment) {
+    match seal(
+        &session_id,
+        &plaintext,
+        &output_map,
+        &response_key,
+        &request_commitment,
+    ) {
         Ok(sealed) => Finished::Sealed(Box::new(sealed)),
         Err(reason) => Finished::Internal(reason),
     }
@@ -141,6 +152,7 @@ pub fn run(job: Job, policy: &LimitsPolicy, sandbox_config: &SandboxConfig) -> F
 
 /// Builds the result payload around the output map, seals it and computes the commitments.
 fn seal(
+    session_id: &[u8; 16],
     plaintext: &[u8],
     output_map: &OutputMap,
     response_key: &ResponseKey,
@@ -159,11 +171,17 @@ fn seal(
             &random_bytes::<RESPONSE_NONCE_LEN>()?,
         )
         .map_err(|_| "sealing the response failed")?;
+    let result_commitment = commitment::result_commitment(request_commitment, &enc_response);
     Ok(Sealed {
-        result_commitment: commitment::result_commitment(request_commitment, &enc_response),
+        response: Some(ExecutedBody::new(
+            session_id,
+            *request_commitment,
+            result_commitment,
+            &enc_response,
+        )),
+        result_commitment,
         input_commitment: commitment::input_commitment(&input_blind, plaintext),
         output_commitment: commitment::output_commitment(&output_blind, &result_payload.output),
-        enc_response,
         status: output_map.status,
         fuel_consumed: output_map.fuel_consumed,
         duration: Duration::from_micros(output_map.duration_us),

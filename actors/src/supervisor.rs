@@ -1,10 +1,12 @@
-//! The supervisor actor: owns the session table (keys, expiry, single use, retained results),
-//! admits or refuses work, and starts one executor per consumed session.
+//! The supervisor actor: owns the table of open and running sessions (keys, expiry, single
+//! use) with small tombstones for what §4 must still answer, admits or refuses work, and starts
+//! one executor per consumed session. Finished results are the audit log's: it keeps them
+//! durably beside their result leaves and answers `GET …/result` for every session not running.
 //!
 //! Every check of §4 happens here, in one handler, so their order is the protocol's order and
 //! no two requests can both consume a session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,21 +21,21 @@ use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
 use wasm_hypervisor_protocol::sealing::{HEADER, MIN_REQUEST_LEN, SessionKeyPair};
 use zeroize::Zeroizing;
 
-use crate::auditor::audit_log::unix_millis;
-use crate::auditor::{Append, Appended, Ask, Auditor, LogHealth, SessionEntries};
+use crate::auditor::audit_log::{Appended, AuditError, NewLeaf, StoredResult, unix_millis};
+use crate::auditor::{Append, Ask, Auditor, LogHealth, SessionResult};
 use crate::error::Error;
 use crate::executor::{Executor, WasmWorker};
 use crate::metrics::Metrics;
 use crate::os_random;
-use crate::session::{Finished, Job, Sealed};
+use crate::session::{Finished, Job};
 
 /// The supervisor's settings.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
-    /// How long a session may wait for its execute call. Default: 60 s.
+    /// How long a session may wait for its execute call. A late execute is answered
+    /// `410 session_expired` for one more TTL (at least [`TOMBSTONE_MIN`]), then `404`.
+    /// Default: 60 s.
     pub session_ttl: Duration,
-    /// How long a finished session's result (or error) stays available. Default: 10 min.
-    pub result_retention: Duration,
     /// Sessions announced but not yet executed. Default: 10 000.
     pub max_open_sessions: usize,
     /// Executions running or waiting for a worker. Default: 4 × the worker threads.
@@ -46,7 +48,6 @@ impl Default for SupervisorConfig {
     fn default() -> Self {
         Self {
             session_ttl: Duration::from_secs(60),
-            result_retention: Duration::from_secs(600),
             max_open_sessions: 10_000,
             max_pending_executions: 4 * default_worker_threads(),
             max_request_bytes: 16 << 20,
@@ -58,6 +59,10 @@ impl Default for SupervisorConfig {
 pub fn default_worker_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
+
+/// The shortest time an expired session's tombstone is kept, so that even with a tiny TTL a
+/// late execute learns that its session expired rather than that it never existed.
+pub const TOMBSTONE_MIN: Duration = Duration::from_secs(60);
 
 /// How long a refused client should wait before retrying.
 const RETRY_AFTER_SECS: u32 = 1;
@@ -73,31 +78,39 @@ pub struct Supervisor {
     log_health: LogHealth,
     metrics: Arc<Metrics>,
     sessions: HashMap<Uuid, Session>,
+    /// Each session's `expires_at` (Unix seconds), in the order the sessions were announced,
+    /// which with one TTL is also expiry order: a sweep pops only what is due, O(1) per session
+    /// however many there are.
+    expiries: VecDeque<(u64, Uuid)>,
+    /// When to forget an expired session, queued at its expiry plus one constant, so also in
+    /// order.
+    tombstones: VecDeque<(u64, Uuid)>,
+    /// The sessions in [`Session::Open`], counted rather than scanned for.
+    open_sessions: usize,
     pending_executions: usize,
 }
 
-struct Session {
+enum Session {
+    Open(Box<OpenSession>),
+    Running {
+        expires_at: u64,
+    },
+    /// Consumed and ended; the log holds its result. Execute answers `409` until the session's
+    /// expiry, then `410`.
+    Ended {
+        expires_at: u64,
+    },
+    /// Past its expiry: execute answers `410`. Forgotten one TTL later (at least a minute).
+    Expired,
+}
+
+struct OpenSession {
     expires_at: u64,
     client_nonce: Digest,
     announcement_hash: Digest,
     issued_at: u64,
-    state: State,
-}
-
-enum State {
-    Open {
-        keys: SessionKeyPair,
-        server_seed: Zeroizing<[u8; 32]>,
-    },
-    /// Kept without its keys so that a late execute learns it expired.
-    Expired {
-        forget_at: Instant,
-    },
-    Running,
-    Done {
-        result: Result<Receipt, Error>,
-        forget_at: Instant,
-    },
+    keys: SessionKeyPair,
+    server_seed: Zeroizing<[u8; 32]>,
 }
 
 impl Supervisor {
@@ -118,33 +131,42 @@ impl Supervisor {
             log_health,
             metrics,
             sessions: HashMap::new(),
+            expiries: VecDeque::new(),
+            tombstones: VecDeque::new(),
+            open_sessions: 0,
             pending_executions: 0,
         }
     }
 
-    /// Drops expired keys and forgets what is past retention.
+    /// Expires what is past its deadline, dropping its keys, and forgets old tombstones.
     fn sweep(&mut self) {
-        let now_secs = unix_now();
-        let now = Instant::now();
-        let retention = self.config.result_retention;
-        self.sessions.retain(|_, session| match &session.state {
-            State::Open { .. } if session.expires_at < now_secs => {
-                session.state = State::Expired {
-                    forget_at: now + retention,
-                };
-                true
+        let now = unix_now();
+        let forget_at = now.saturating_add(self.config.session_ttl.max(TOMBSTONE_MIN).as_secs());
+        while let Some(&(expires_at, session_id)) = self.expiries.front() {
+            if expires_at >= now {
+                break;
             }
-            State::Expired { forget_at } | State::Done { forget_at, .. } => *forget_at > now,
-            _ => true,
-        });
-        self.metrics.set_open_sessions(self.open_sessions());
-    }
-
-    fn open_sessions(&self) -> usize {
-        self.sessions
-            .values()
-            .filter(|session| matches!(session.state, State::Open { .. }))
-            .count()
+            self.expiries.pop_front();
+            if let Some(session) = self.sessions.get_mut(&session_id) {
+                if matches!(session, Session::Open(_)) {
+                    *session = Session::Expired;
+                    self.open_sessions -= 1;
+                }
+                self.tombstones.push_back((forget_at, session_id));
+            }
+        }
+        while let Some(&(due, session_id)) = self.tombstones.front() {
+            if due >= now {
+                break;
+            }
+            self.tombstones.pop_front();
+            if let Some(Session::Running { .. }) = self.sessions.get(&session_id) {
+                self.tombstones.push_back((forget_at, session_id));
+            } else {
+                self.sessions.remove(&session_id);
+            }
+        }
+        self.metrics.set_open_sessions(self.open_sessions);
     }
 
     fn create_session(&mut self, client_nonce: &str) -> Result<Created, Error> {
@@ -152,7 +174,7 @@ impl Supervisor {
             .filter(|nonce| *nonce != [0; 32])
             .ok_or(Error::BadClientNonce)?;
         // Without a writable log nothing could be committed: fail closed.
-        if !self.log_health.is_writable() || self.open_sessions() >= self.config.max_open_sessions {
+        if !self.log_health.is_writable() || self.open_sessions >= self.config.max_open_sessions {
             self.metrics.refused("sessions");
             return Err(Error::Overloaded {
                 retry_after_secs: RETRY_AFTER_SECS,
@@ -176,15 +198,19 @@ impl Supervisor {
         let signature = announcement.sign(&self.identity);
         self.sessions.insert(
             session_id,
-            Session {
+            Session::Open(Box::new(OpenSession {
                 expires_at: announcement.expires_at,
                 client_nonce,
                 announcement_hash: commitment::h3(&tbs),
                 issued_at,
-                state: State::Open { keys, server_seed },
-            },
+                keys,
+                server_seed,
+            })),
         );
-        self.metrics.set_open_sessions(self.open_sessions());
+        self.expiries
+            .push_back((announcement.expires_at, session_id));
+        self.open_sessions += 1;
+        self.metrics.set_open_sessions(self.open_sessions);
         Ok(Created {
             session_id,
             expires_at: announcement.expires_at,
@@ -196,21 +222,27 @@ impl Supervisor {
     /// The checks of §4 that need no body, in their order: 404, 410, 409, 403, 503.
     fn admit(&self, session_id: &str, ticket: Option<&str>) -> Result<Uuid, Error> {
         let session_id = parse_session_id(session_id)?;
-        let session = self
-            .sessions
-            .get(&session_id)
-            .ok_or(Error::SessionNotFound)?;
-        if matches!(session.state, State::Expired { .. }) || session.expires_at < unix_now() {
-            return Err(Error::SessionExpired);
-        }
-        if !matches!(session.state, State::Open { .. }) {
-            return Err(Error::SessionUsed);
-        }
+        let now = unix_now();
+        let open = match self.sessions.get(&session_id) {
+            None => return Err(Error::SessionNotFound),
+            Some(Session::Open(open)) if open.expires_at >= now => open,
+            Some(Session::Open(_) | Session::Expired) => return Err(Error::SessionExpired),
+            Some(Session::Running { expires_at } | Session::Ended { expires_at }) => {
+                return Err(if *expires_at < now {
+                    Error::SessionExpired
+                } else {
+                    Error::SessionUsed
+                });
+            }
+        };
         let ticket = ticket.and_then(hex_decode::<32>);
-        if ticket.map(|ticket| commitment::client_nonce(&ticket)) != Some(session.client_nonce) {
+        if ticket.map(|ticket| commitment::client_nonce(&ticket)) != Some(open.client_nonce) {
             return Err(Error::BadTicket);
         }
-        if self.pending_executions >= self.config.max_pending_executions {
+        // A session consumed now would need the log twice; without it, it must stay unused.
+        if !self.log_health.is_writable()
+            || self.pending_executions >= self.config.max_pending_executions
+        {
             self.metrics.refused("executions");
             return Err(Error::Overloaded {
                 retry_after_secs: RETRY_AFTER_SECS,
@@ -248,32 +280,38 @@ impl Supervisor {
             .sessions
             .get_mut(&session_id)
             .ok_or(Error::SessionNotFound)?;
-        let State::Open { keys, server_seed } =
-            std::mem::replace(&mut session.state, State::Running)
-        else {
+        let Session::Open(open) = std::mem::replace(session, Session::Expired) else {
             unreachable!("admit checked that the session is open, and nothing ran since");
         };
-        let job = Job {
+        let OpenSession {
+            expires_at,
+            announcement_hash,
+            issued_at,
             keys,
-            announcement_hash: session.announcement_hash,
-            issued_at: session.issued_at,
             server_seed,
-            request_commitment: commitment::request_commitment(
-                &session.announcement_hash,
-                &enc_request,
-            ),
+            ..
+        } = *open;
+        *session = Session::Running { expires_at };
+        self.open_sessions -= 1;
+        let job = Job {
+            session_id: *session_id.as_bytes(),
+            keys,
+            announcement_hash,
+            issued_at,
+            server_seed,
+            request_commitment: commitment::request_commitment(&announcement_hash, &enc_request),
             enc_request,
         };
         Ok((session_id, job))
     }
 
-    /// Records how a consumed session ended and decides its answer.
+    /// Records how a consumed session ended and decides its answer: the body the log kept.
     fn finish(
         &mut self,
         session_id: Uuid,
         consumed_at: Instant,
         ended: Ended,
-    ) -> Result<Receipt, Error> {
+    ) -> Result<Vec<u8>, Error> {
         self.pending_executions -= 1;
         self.metrics.set_pending_executions(self.pending_executions);
         let Ended {
@@ -286,29 +324,27 @@ impl Supervisor {
             self.metrics.executed(sealed.duration, sealed.fuel_consumed);
         }
         let result = match (finished, result) {
-            (Finished::Sealed(sealed), Some(Ok(appended))) => {
+            (
+                Finished::Sealed(sealed),
+                Some(Ok(Appended {
+                    entry,
+                    body: Some(body),
+                    ..
+                })),
+            ) => {
                 log::info!(
                     "session {session_id} executed: status={} request_index={} result_index={} request_commitment={} result_commitment={} input_commitment={} output_commitment={}",
                     sealed.status.as_str(),
                     request_index.unwrap_or_default(),
-                    appended.entry.index,
+                    entry.index,
                     hex::encode(request_commitment),
                     hex::encode(sealed.result_commitment),
                     hex::encode(sealed.input_commitment),
                     hex::encode(sealed.output_commitment),
                 );
-                Ok(Receipt {
-                    session_id,
-                    request_commitment,
-                    sealed: Arc::new(*sealed),
-                    audit: AuditProof {
-                        request_index: request_index.unwrap_or_default(),
-                        result_index: appended.entry.index,
-                        leaf: appended.entry.leaf,
-                        inclusion_proof: appended.entry.inclusion_proof,
-                        checkpoint: appended.checkpoint,
-                    },
-                })
+                self.metrics
+                    .session_ended(sealed.status.as_str(), consumed_at.elapsed());
+                Ok(body)
             }
             (Finished::UnsealFailed, Some(Ok(appended))) => {
                 log::info!(
@@ -322,6 +358,11 @@ impl Supervisor {
             (Finished::Internal(reason), Some(Ok(_))) => {
                 internal(session_id, &request_commitment, reason)
             }
+            (Finished::Sealed(_), Some(Ok(_))) => internal(
+                session_id,
+                &request_commitment,
+                "the log kept no body for its sealed result",
+            ),
             (_, Some(Err(error))) => internal(
                 session_id,
                 &request_commitment,
@@ -333,23 +374,21 @@ impl Supervisor {
                 "its request leaf could not be logged",
             ),
         };
-        let status = match &result {
-            Ok(receipt) => receipt.sealed.status.as_str(),
-            Err(error) => error.code().as_str(),
-        };
-        self.metrics.session_ended(status, consumed_at.elapsed());
-        if let Some(session) = self.sessions.get_mut(&session_id) {
-            session.state = State::Done {
-                result: result.clone(),
-                forget_at: Instant::now() + self.config.result_retention,
-            };
+        if let Err(error) = &result {
+            self.metrics
+                .session_ended(error.code().as_str(), consumed_at.elapsed());
+        }
+        if let Some(session) = self.sessions.get_mut(&session_id)
+            && let Session::Running { expires_at } = *session
+        {
+            *session = Session::Ended { expires_at };
         }
         result
     }
 }
 
 /// A session the daemon failed: the cause goes to the daemon's log, never to the client.
-fn internal(session_id: Uuid, request_commitment: &Digest, cause: &str) -> Result<Receipt, Error> {
+fn internal(session_id: Uuid, request_commitment: &Digest, cause: &str) -> Result<Vec<u8>, Error> {
     log::error!(
         "session {session_id} internal: {cause}; request_commitment={}",
         hex::encode(request_commitment)
@@ -366,7 +405,7 @@ struct Ended {
     request_index: Option<u64>,
     finished: Finished,
     /// The result leaf, `None` if there was no request leaf to answer.
-    result: Option<Result<Appended, crate::auditor::audit_log::AuditError>>,
+    result: Option<Result<Appended, AuditError>>,
 }
 
 /// Logs the request leaf, runs the job, logs the result leaf: a program runs only once its
@@ -379,12 +418,12 @@ async fn run_logged(
 ) -> Ended {
     let request_commitment = job.request_commitment;
     let request = auditor
-        .send(Append(Leaf::Request(RequestLeaf {
+        .send(Append(NewLeaf::from(Leaf::Request(RequestLeaf {
             session_id: *session_id.as_bytes(),
             time_ms: unix_millis(),
             announcement_hash: job.announcement_hash,
             request_commitment,
-        })))
+        }))))
         .await;
     let Ok(Ok(request)) = request else {
         return Ended {
@@ -394,32 +433,35 @@ async fn run_logged(
             result: None,
         };
     };
-    let finished = Executor::spawn(job, workers)
+    let mut finished = Executor::spawn(job, workers)
         .await
         .unwrap_or(Finished::Internal("the executor stopped early"));
-    let (outcome, result_commitment, input_commitment, output_commitment) = match &finished {
-        Finished::Sealed(sealed) => (
-            Outcome::Executed,
-            sealed.result_commitment,
-            sealed.input_commitment,
-            sealed.output_commitment,
-        ),
-        Finished::UnsealFailed => (Outcome::UnsealFailed, ABSENT, ABSENT, ABSENT),
-        Finished::Internal(_) => (Outcome::Internal, ABSENT, ABSENT, ABSENT),
-    };
+    let (outcome, result_commitment, input_commitment, output_commitment, response) =
+        match &mut finished {
+            Finished::Sealed(sealed) => (
+                Outcome::Executed,
+                sealed.result_commitment,
+                sealed.input_commitment,
+                sealed.output_commitment,
+                sealed.response.take(),
+            ),
+            Finished::UnsealFailed => (Outcome::UnsealFailed, ABSENT, ABSENT, ABSENT, None),
+            Finished::Internal(_) => (Outcome::Internal, ABSENT, ABSENT, ABSENT, None),
+        };
+    let leaf = Leaf::Result(ResultLeaf {
+        session_id: *session_id.as_bytes(),
+        time_ms: unix_millis(),
+        request_index: request.entry.index,
+        outcome,
+        request_commitment,
+        result_commitment,
+        input_commitment,
+        output_commitment,
+    });
     let result = auditor
-        .send(Append(Leaf::Result(ResultLeaf {
-            session_id: *session_id.as_bytes(),
-            time_ms: unix_millis(),
-            request_index: request.entry.index,
-            outcome,
-            request_commitment,
-            result_commitment,
-            input_commitment,
-            output_commitment,
-        })))
+        .send(Append(NewLeaf { leaf, response }))
         .await
-        .unwrap_or(Err(crate::auditor::audit_log::AuditError::Unavailable));
+        .unwrap_or(Err(AuditError::Unavailable));
     Ended {
         request_commitment,
         request_index: Some(request.entry.index),
@@ -495,9 +537,9 @@ pub enum RequestBody {
     Unreadable,
 }
 
-/// `POST /sessions/{id}/execute`.
+/// `POST /sessions/{id}/execute`; answers with the response body.
 #[derive(Message)]
-#[rtype(result = "Result<Receipt, Error>")]
+#[rtype(result = "Result<Vec<u8>, Error>")]
 pub struct Execute {
     /// The session id from the URL, unparsed.
     pub session_id: String,
@@ -509,36 +551,8 @@ pub struct Execute {
     pub body: RequestBody,
 }
 
-/// A session's sealed result and its commitments.
-#[derive(Debug, Clone)]
-pub struct Receipt {
-    /// The session the result belongs to.
-    pub session_id: Uuid,
-    /// Binds the announcement and `enc_request`.
-    pub request_commitment: Digest,
-    /// The sealed result and its commitments, shared with every retry of `GET …/result`.
-    pub sealed: Arc<Sealed>,
-    /// The result leaf's proof.
-    pub audit: AuditProof,
-}
-
-/// The execute response's `audit` object (§5).
-#[derive(Debug, Clone)]
-pub struct AuditProof {
-    /// The session's request leaf's index.
-    pub request_index: u64,
-    /// The result leaf's index.
-    pub result_index: u64,
-    /// The result leaf.
-    pub leaf: Vec<u8>,
-    /// RFC 9162 inclusion proof of the result leaf against `checkpoint`.
-    pub inclusion_proof: Vec<Digest>,
-    /// Covers the result leaf; the proof is against it.
-    pub checkpoint: String,
-}
-
 impl Handler<Execute> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<Receipt, Error>>;
+    type Result = ResponseActFuture<Self, Result<Vec<u8>, Error>>;
 
     fn handle(&mut self, message: Execute, _: &mut Self::Context) -> Self::Result {
         let (session_id, job) = match self.consume(message) {
@@ -548,7 +562,7 @@ impl Handler<Execute> for Supervisor {
         let consumed_at = Instant::now();
         self.pending_executions += 1;
         self.metrics.set_pending_executions(self.pending_executions);
-        self.metrics.set_open_sessions(self.open_sessions());
+        self.metrics.set_open_sessions(self.open_sessions);
         let run = run_logged(session_id, job, self.auditor.clone(), self.workers.clone());
         Box::pin(
             run.into_actor(self)
@@ -569,50 +583,55 @@ pub struct GetResult {
 pub enum ResultState {
     /// Still running.
     Running(Uuid),
-    /// Finished with a sealed result.
-    Finished(Receipt),
+    /// The execute answer's body.
+    Finished(Vec<u8>),
 }
 
 impl Handler<GetResult> for Supervisor {
     type Result = ResponseFuture<Result<ResultState, Error>>;
 
     fn handle(&mut self, message: GetResult, _: &mut Self::Context) -> Self::Result {
-        let answer = match parse_session_id(&message.session_id) {
-            Err(error) => Err(error),
-            Ok(session_id) => match self.sessions.get(&session_id).map(|session| &session.state) {
-                Some(State::Running) => Ok(ResultState::Running(session_id)),
-                Some(State::Done { result, .. }) => result.clone().map(ResultState::Finished),
-                Some(State::Open { .. } | State::Expired { .. }) => Err(Error::SessionNotFound),
-                None => return Box::pin(aborted_before_restart(session_id, self.auditor.clone())),
-            },
+        let session_id = match parse_session_id(&message.session_id) {
+            Ok(session_id) => session_id,
+            Err(error) => return Box::pin(async move { Err(error) }),
+        };
+        let answer = match self.sessions.get(&session_id) {
+            Some(Session::Running { .. }) => Ok(ResultState::Running(session_id)),
+            Some(Session::Open(_)) => Err(Error::SessionNotFound),
+            // Ended here or before a restart, or never executed: the log knows which.
+            Some(Session::Ended { .. } | Session::Expired) | None => {
+                return Box::pin(stored_result(session_id, self.auditor.clone()));
+            }
         };
         Box::pin(async move { answer })
     }
 }
 
-/// A session this daemon does not know may have been cut off by a restart: the log says so.
-async fn aborted_before_restart(
-    session_id: Uuid,
-    auditor: Addr<Auditor>,
-) -> Result<ResultState, Error> {
-    let Ok(Ok(proven)) = auditor
-        .send(Ask(SessionEntries(*session_id.as_bytes())))
+/// A session's result as the log kept it, or the error its execute call got.
+async fn stored_result(session_id: Uuid, auditor: Addr<Auditor>) -> Result<ResultState, Error> {
+    let stored = auditor
+        .send(Ask(SessionResult(*session_id.as_bytes())))
         .await
-    else {
-        return Err(Error::SessionNotFound);
-    };
-    proven
-        .entries
-        .iter()
-        .find_map(|entry| match Leaf::decode(&entry.leaf) {
-            Ok(Leaf::Result(leaf)) if leaf.outcome == Outcome::Aborted => {
-                Some(Err(Error::Aborted {
-                    request_commitment: leaf.request_commitment,
-                }))
-            }
-            _ => None,
-        })
-        .unwrap_or(Err(Error::SessionNotFound))
+        .unwrap_or(Err(AuditError::Unavailable))?;
+    match stored {
+        StoredResult::Kept(body) => Ok(ResultState::Finished(body)),
+        StoredResult::Evicted => Err(Error::ResultEvicted),
+        StoredResult::Failed {
+            outcome: Outcome::UnsealFailed,
+            request_commitment,
+        } => Err(Error::UnsealFailed { request_commitment }),
+        StoredResult::Failed {
+            outcome: Outcome::Aborted,
+            request_commitment,
+        } => Err(Error::Aborted { request_commitment }),
+        StoredResult::Failed {
+            request_commitment, ..
+        }
+        | StoredResult::Unfinished { request_commitment } => {
+            Err(Error::Internal { request_commitment })
+        }
+        StoredResult::Unknown => Err(Error::SessionNotFound),
+    }
 }
 
 /// Only the canonical lowercase form names a session, so one session has one URL.
@@ -626,4 +645,96 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_hypervisor_protocol::announcement::Announcement;
+    use wasm_hypervisor_protocol::payload::RequestPayload;
+    use wasm_hypervisor_protocol::sealing;
+
+    use super::*;
+    use crate::auditor::log::{AuditLog, ResultRetention};
+    use crate::auditor::store::testing::FillingDisk;
+    use crate::auditor::store::{self, StoreKind};
+    use crate::sandbox::SandboxConfig;
+    use crate::session::LimitsPolicy;
+
+    /// A session announced to this test, and its execute call.
+    async fn open_session(supervisor: &Addr<Supervisor>) -> Execute {
+        let ticket = os_random::<32>().unwrap();
+        let created = supervisor
+            .send(CreateSession {
+                client_nonce: hex::encode(commitment::client_nonce(&ticket)),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let announcement = Announcement::from_tbs(&created.tbs).unwrap();
+        let payload = RequestPayload {
+            wasm: wat::parse_str(r#"(module (func (export "_start")))"#).unwrap(),
+            ..RequestPayload::default()
+        };
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let (enc_request, _) = sealing::seal_request(
+            &announcement.public_key,
+            &announcement.hash(),
+            &payload.encode(),
+            &mut rng,
+        )
+        .unwrap();
+        Execute {
+            session_id: created.session_id.hyphenated().to_string(),
+            ticket: Some(hex::encode(ticket)),
+            content_type_ok: true,
+            body: RequestBody::Complete(enc_request),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_log_refuses_an_open_session_before_consuming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Arc::new(IdentityKey::from_secret_bytes(&[0x51; 32]).unwrap());
+        // One write left: the first session's request leaf. Its result leaf fails the log.
+        let store = FillingDisk::over(store::open(StoreKind::Redb, dir.path()).unwrap(), 1);
+        let (log, _) = AuditLog::open(
+            Box::new(store),
+            Arc::clone(&identity),
+            "test/log".into(),
+            ResultRetention::default(),
+        )
+        .unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let auditor = Auditor::start_with(log, Arc::clone(&metrics));
+        let workers = WasmWorker::start_pool(1, LimitsPolicy::default(), SandboxConfig::default());
+        let supervisor = Supervisor::new(
+            SupervisorConfig::default(),
+            identity,
+            workers,
+            auditor,
+            metrics,
+        )
+        .start();
+        let first = open_session(&supervisor).await;
+        let second = open_session(&supervisor).await;
+        let second_id = second.session_id.clone();
+        let ticket = second.ticket.clone();
+
+        let failed = supervisor.send(first).await.unwrap();
+        assert!(matches!(failed, Err(Error::Internal { .. })), "{failed:?}");
+        let refused = supervisor.send(second).await.unwrap();
+        assert!(
+            matches!(refused, Err(Error::Overloaded { .. })),
+            "{refused:?}"
+        );
+        // Not consumed: asked again, it is still refused as overloaded, not as used.
+        let again = supervisor
+            .send(Admit {
+                session_id: second_id,
+                ticket,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(again, Err(Error::Overloaded { .. })), "{again:?}");
+    }
 }

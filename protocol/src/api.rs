@@ -83,6 +83,64 @@ pub struct Executed {
     pub audit: Audit,
 }
 
+/// An [`Executed`] body built in two steps, so that the large part is encoded where the result
+/// was sealed and only the small `audit` object where the result leaf joins the tree: the
+/// base64 of a sealed result of up to 16 MiB must not hold up the log's writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutedBody {
+    /// `{"session_id": …, "sealed_result": …, "audit":` — everything before the audit object.
+    head: Vec<u8>,
+}
+
+/// Room for a whole `audit` object: a proof of 63 hashes, the leaf and a checkpoint.
+const AUDIT_RESERVE: usize = 8 << 10;
+
+/// [`Executed`] without `audit`, borrowing the sealed result rather than copying it.
+#[derive(Serialize)]
+struct ExecutedHead<'a> {
+    session_id: String,
+    outcome: &'static str,
+    #[serde(with = "hex32")]
+    request_commitment: [u8; 32],
+    #[serde(with = "hex32")]
+    result_commitment: [u8; 32],
+    #[serde(with = "base64_bytes")]
+    sealed_result: &'a [u8],
+}
+
+impl ExecutedBody {
+    /// The body's fields that are known once the result is sealed.
+    pub fn new(
+        session_id: &[u8; 16],
+        request_commitment: Digest,
+        result_commitment: Digest,
+        sealed_result: &[u8],
+    ) -> Self {
+        let mut head = serde_json::to_vec(&ExecutedHead {
+            session_id: uuid_text(session_id),
+            outcome: "executed",
+            request_commitment,
+            result_commitment,
+            sealed_result,
+        })
+        .expect("a struct of strings serializes");
+        // Reopen the object: `audit` is its last field, as in `Executed`. The room reserved
+        // for it keeps `finish` from copying a body of many MiB to grow it.
+        head.pop();
+        head.reserve(AUDIT_RESERVE);
+        head.extend_from_slice(br#","audit":"#);
+        Self { head }
+    }
+
+    /// The whole body, byte for byte what serializing the matching [`Executed`] gives.
+    pub fn finish(self, audit: &Audit) -> Vec<u8> {
+        let mut body = self.head;
+        serde_json::to_writer(&mut body, audit).expect("a struct of strings serializes");
+        body.push(b'}');
+        body
+    }
+}
+
 /// The execute response's `audit` object (§5): the result leaf, its proof and the checkpoint
 /// the proof is against.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -254,6 +312,8 @@ pub enum ErrorCode {
     Internal,
     /// The daemon stopped before the session ended.
     Aborted,
+    /// `GET …/result` only: dropped early to keep the kept results within their budget.
+    ResultEvicted,
     /// Admission refused; try again after `Retry-After`.
     Overloaded,
 }
@@ -271,6 +331,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Internal => "internal",
             Self::Aborted => "aborted",
+            Self::ResultEvicted => "result_evicted",
             Self::Overloaded => "overloaded",
         }
     }
@@ -282,7 +343,7 @@ impl ErrorCode {
             Self::BadTicket => 403,
             Self::SessionNotFound => 404,
             Self::SessionUsed => 409,
-            Self::SessionExpired => 410,
+            Self::SessionExpired | Self::ResultEvicted => 410,
             Self::PayloadTooLarge => 413,
             Self::Internal | Self::Aborted => 500,
             Self::Overloaded => 503,
@@ -316,5 +377,29 @@ mod tests {
         ] {
             assert_eq!(session_id_from_text(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn an_executed_body_built_in_two_steps_is_the_serialized_struct() {
+        let audit = Audit {
+            request_index: 41,
+            result_index: 42,
+            leaf: vec![1; 163],
+            inclusion_proof: vec![[2; 32], [3; 32]],
+            checkpoint: "example.com/log\n43\nroot\n\n— sig\n".to_owned(),
+        };
+        let session_id = [0x6f; 16];
+        let sealed_result = vec![0xa5; 1000];
+        let body = ExecutedBody::new(&session_id, [4; 32], [5; 32], &sealed_result).finish(&audit);
+        let whole = Executed {
+            session_id: uuid_text(&session_id),
+            outcome: "executed".to_owned(),
+            request_commitment: [4; 32],
+            result_commitment: [5; 32],
+            sealed_result,
+            audit,
+        };
+        assert_eq!(body, serde_json::to_vec(&whole).unwrap());
+        assert_eq!(serde_json::from_slice::<Executed>(&body).unwrap(), whole);
     }
 }

@@ -113,6 +113,14 @@ impl Leaf {
         }
     }
 
+    /// When the leaf was appended (Unix ms).
+    pub fn time_ms(&self) -> u64 {
+        match self {
+            Self::Request(leaf) => leaf.time_ms,
+            Self::Result(leaf) => leaf.time_ms,
+        }
+    }
+
     /// The leaf's bytes, as the log stores and hashes them.
     pub fn encode(&self) -> Vec<u8> {
         match self {

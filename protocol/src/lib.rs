@@ -13,6 +13,7 @@ pub mod identity;
 pub mod leaf;
 pub mod merkle;
 pub mod payload;
+pub mod replay;
 pub mod sealing;
 #[cfg(test)]
 mod vectors;

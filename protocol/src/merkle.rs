@@ -254,17 +254,106 @@ fn range_hash<L: SubtreeHashes + ?Sized>(
     Ok(folded.expect("proof nodes and roots cover at least one leaf"))
 }
 
-/// A whole tree held in memory, grown leaf by leaf: for recomputing a log from its leaves (on
-/// start-up, or by an auditor that downloaded every entry).
+/// The right edge of a tree: the perfect subtrees of its size's binary decomposition, highest
+/// first. That is all that appending leaves and computing the root need, so a log held this way
+/// costs O(log n) memory however long it grows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RightEdge {
+    size: u64,
+    /// `(level, hash)`, one per set bit of `size`, highest level first.
+    subtrees: Vec<(u8, Digest)>,
+}
+
+impl RightEdge {
+    /// Loads the edge of a tree of `size` leaves from `lookup`: one lookup per set bit of `size`.
+    pub fn load<L: SubtreeHashes + ?Sized>(
+        size: u64,
+        lookup: &L,
+    ) -> Result<Self, ProofError<L::Error>> {
+        if size > MAX_SIZE {
+            return Err(ProofError::Invalid("tree size above 2^63"));
+        }
+        let subtrees = edge_levels(size)
+            .map(|level| Ok((level, lookup.subtree_hash(level, (size >> level) - 1)?)))
+            .collect::<Result<_, _>>()
+            .map_err(ProofError::Lookup)?;
+        Ok(Self { size, subtrees })
+    }
+
+    /// Appends leaves by their hashes; returns the subtrees they complete, as [`new_subtrees`].
+    pub fn push(&mut self, leaf_hashes: &[Digest]) -> Result<Vec<Subtree>, ProofError<Error>> {
+        let completed = new_subtrees(self.size, leaf_hashes, self)?;
+        let new_size = self.size + leaf_hashes.len() as u64;
+        // The new edge's subtrees are either old edge subtrees or among those just completed.
+        let find = |level: u8| {
+            let index = (new_size >> level) - 1;
+            completed
+                .iter()
+                .rev()
+                .find(|&&(l, i, _)| (l, i) == (level, index))
+                .map(|&(_, _, hash)| hash)
+                .or_else(|| self.subtree_hash(level, index).ok())
+                .expect("every subtree of the new edge is old or just completed")
+        };
+        let subtrees = edge_levels(new_size)
+            .map(|level| (level, find(level)))
+            .collect();
+        self.subtrees = subtrees;
+        self.size = new_size;
+        Ok(completed)
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The tree's root: the edge folded right to left, as MTH splits it.
+    pub fn root(&self) -> Digest {
+        self.subtrees
+            .iter()
+            .rev()
+            .map(|&(_, hash)| hash)
+            .reduce(|right, left| node_hash(&left, &right))
+            .unwrap_or_else(empty_root)
+    }
+}
+
+impl SubtreeHashes for RightEdge {
+    type Error = Error;
+
+    /// Only the edge's own subtrees are held.
+    fn subtree_hash(&self, level: u8, index: u64) -> Result<Digest, Error> {
+        self.subtrees
+            .iter()
+            .find(|&&(l, _)| l == level)
+            .filter(|_| (self.size >> level).checked_sub(1) == Some(index))
+            .map(|&(_, hash)| hash)
+            .ok_or(Error::Checkpoint("no such subtree on the right edge"))
+    }
+}
+
+/// The levels of the perfect subtrees that make up a tree of `size` leaves, highest first.
+fn edge_levels(size: u64) -> impl Iterator<Item = u8> {
+    (0..64u8).rev().filter(move |level| size >> level & 1 == 1)
+}
+
+/// A whole tree held in memory, grown leaf by leaf: the reference the tests and the published
+/// vectors prove against. Checking a log needs only its [`RightEdge`].
+#[cfg(test)]
 #[derive(Debug, Default)]
-pub struct MemoryTree {
+pub(crate) struct MemoryTree {
     subtrees: std::collections::HashMap<(u8, u64), Digest>,
     size: u64,
 }
 
+#[cfg(test)]
 impl MemoryTree {
     /// Appends leaves by their hashes; returns the subtrees they complete.
-    pub fn push(&mut self, leaf_hashes: &[Digest]) -> Result<Vec<Subtree>, ProofError<Error>> {
+    pub(crate) fn push(
+        &mut self,
+        leaf_hashes: &[Digest],
+    ) -> Result<Vec<Subtree>, ProofError<Error>> {
         let new = new_subtrees(self.size, leaf_hashes, self)?;
         self.subtrees.extend(
             new.iter()
@@ -275,16 +364,17 @@ impl MemoryTree {
     }
 
     /// The number of leaves pushed.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
     /// The RFC 9162 root hash of the leaves pushed.
-    pub fn root(&self) -> Digest {
+    pub(crate) fn root(&self) -> Digest {
         root(self.size, self).expect("every subtree of a pushed tree is held")
     }
 }
 
+#[cfg(test)]
 impl SubtreeHashes for MemoryTree {
     type Error = Error;
 
@@ -683,5 +773,24 @@ mod tests {
                 (size, reference.mth[0][size as usize])
             );
         }
+    }
+
+    #[test]
+    fn the_right_edge_grows_and_loads_like_the_whole_tree() {
+        let hashes: Vec<Digest> = (0u32..70).map(|n| leaf_hash(&n.to_be_bytes())).collect();
+        let mut whole = MemoryTree::default();
+        let mut edge = RightEdge::default();
+        assert_eq!(edge.root(), empty_root());
+        let mut start = 0;
+        for batch in [1, 2, 3, 1, 8, 13, 42] {
+            let end = start + batch;
+            let completed = edge.push(&hashes[start..end]).unwrap();
+            assert_eq!(completed, whole.push(&hashes[start..end]).unwrap());
+            assert_eq!((edge.size(), edge.root()), (whole.size(), whole.root()));
+            let loaded = RightEdge::load(whole.size(), &whole).unwrap();
+            assert_eq!(loaded, edge);
+            start = end;
+        }
+        assert_eq!(start, 70);
     }
 }

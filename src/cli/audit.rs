@@ -1,7 +1,6 @@
 //! `wasm-hypervisor audit`: an auditor's checks of `docs/PROTOCOL.md` §6, against the pinned
 //! identity and the last checkpoint this client trusted.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +8,7 @@ use std::process::ExitCode;
 use wasm_hypervisor_protocol::api::uuid_text;
 use wasm_hypervisor_protocol::commitment::{self, Digest};
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
-use wasm_hypervisor_protocol::merkle::{self, MemoryTree};
+use wasm_hypervisor_protocol::replay::LogReplay;
 
 use super::trust::Trust;
 use super::{CliResult, ClientArgs};
@@ -158,50 +157,38 @@ fn check_saved_bytes(
     Ok(())
 }
 
-/// The whole log: every entry downloaded, the root recomputed and compared with the signed
+/// The whole log: every entry downloaded and replayed (each result leaf must answer an open
+/// request leaf of its session with its request commitment), the root compared with the signed
 /// checkpoint, and every request leaf without a result leaf listed.
 async fn audit_all(client: &Client, pinned: &PinnedIdentity) -> CliResult<SignedCheckpoint> {
     let checkpoint = client.checkpoint(pinned).await?;
     let size = checkpoint.checkpoint.size;
-    let mut tree = MemoryTree::default();
-    let mut open_requests = BTreeMap::new();
-    while tree.size() < size {
-        let page = client.entries(tree.size(), size).await?;
+    let mut replay = LogReplay::default();
+    while replay.size() < size {
+        let page = client.entries(replay.size(), size).await?;
         if page.is_empty() {
-            return Err(format!("the daemon returned no entries from {}", tree.size()).into());
+            return Err(format!("the daemon returned no entries from {}", replay.size()).into());
         }
-        let mut hashes = Vec::with_capacity(page.len());
+        let mut leaves = Vec::with_capacity(page.len());
         for (index, bytes) in page {
-            if index != tree.size() + hashes.len() as u64 {
+            if index != replay.size() + leaves.len() as u64 {
                 return Err(format!("entry {index} came out of order").into());
             }
-            match Leaf::decode(&bytes).map_err(|error| format!("leaf {index}: {error}"))? {
-                Leaf::Request(leaf) => {
-                    open_requests.insert(index, leaf.session_id);
-                }
-                Leaf::Result(leaf) => {
-                    if open_requests.remove(&leaf.request_index) != Some(leaf.session_id) {
-                        return Err(
-                            format!("result leaf {index} answers no open request leaf").into()
-                        );
-                    }
-                }
-            }
-            hashes.push(merkle::leaf_hash(&bytes));
+            leaves.push(bytes);
         }
-        tree.push(&hashes)?;
+        replay.push(&leaves)?;
     }
-    if tree.root() != checkpoint.checkpoint.root {
+    if replay.matches(&checkpoint.checkpoint).is_err() {
         return Err(format!(
             "the {size} entries do not hash to the signed root: the log was altered"
         )
         .into());
     }
     println!("{size} entries hash to the signed root");
-    for (index, session_id) in &open_requests {
+    for (index, request) in replay.open_requests() {
         println!(
             "request leaf #{index} (session {}) has no result leaf",
-            uuid_text(session_id)
+            uuid_text(&request.session_id)
         );
     }
     Ok(checkpoint)

@@ -2,12 +2,13 @@
 //! renders its answers. No wasm, no keys and no session state live here.
 
 mod error;
+mod read_budget;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::Addr;
-use actix_web::http::header::CONTENT_TYPE;
+use actix_web::http::header::{CONTENT_TYPE, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::DateTime;
 use futures_util::StreamExt as _;
@@ -19,7 +20,7 @@ use wasm_hypervisor_actors::auditor::{
 use wasm_hypervisor_actors::executor::WasmWorker;
 use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::supervisor::{
-    Admit, CreateSession, Execute, GetResult, Receipt, RequestBody, ResultState, Supervisor,
+    Admit, CreateSession, Execute, GetResult, RequestBody, ResultState, Supervisor,
 };
 use wasm_hypervisor_protocol::api::{
     self, OCTET_STREAM_CONTENT_TYPE, SEALED_REQUEST_CONTENT_TYPE, TICKET_HEADER,
@@ -27,6 +28,7 @@ use wasm_hypervisor_protocol::api::{
 use wasm_hypervisor_protocol::leaf::Leaf;
 
 pub(crate) use error::ApiError;
+pub(crate) use read_budget::ReadBudget;
 
 /// Shared by every handler.
 pub(crate) struct AppState {
@@ -36,6 +38,8 @@ pub(crate) struct AppState {
     pub(crate) readiness: Readiness,
     pub(crate) identity: api::Identity,
     pub(crate) max_request_bytes: usize,
+    /// Bounds the kept results being sent at once.
+    pub(crate) result_reads: ReadBudget,
 }
 
 /// What `/readyz` checks: the log takes writes and the worker pool runs.
@@ -167,8 +171,10 @@ async fn execute(
         content_type_ok,
         body: read_limited(payload, state.max_request_bytes).await,
     };
-    let receipt = state.supervisor.send(message).await??;
-    Ok(HttpResponse::Ok().json(executed(&receipt)))
+    let body = state.supervisor.send(message).await??;
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body))
 }
 
 /// Reads at most `max_bytes`; a longer body is not read further, so it costs no more memory.
@@ -201,7 +207,9 @@ async fn result(
             session_id: session_id.hyphenated().to_string(),
             outcome: "running".to_owned(),
         }),
-        ResultState::Finished(receipt) => HttpResponse::Ok().json(executed(&receipt)),
+        ResultState::Finished(body) => HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(state.result_reads.reserve(body)?),
     })
 }
 
@@ -284,22 +292,4 @@ async fn audit_session(
         entries,
         checkpoint: proven.checkpoint,
     }))
-}
-
-fn executed(receipt: &Receipt) -> api::Executed {
-    let audit = &receipt.audit;
-    api::Executed {
-        session_id: receipt.session_id.hyphenated().to_string(),
-        outcome: "executed".to_owned(),
-        request_commitment: receipt.request_commitment,
-        result_commitment: receipt.sealed.result_commitment,
-        sealed_result: receipt.sealed.enc_response.clone(),
-        audit: api::Audit {
-            request_index: audit.request_index,
-            result_index: audit.result_index,
-            leaf: audit.leaf.clone(),
-            inclusion_proof: audit.inclusion_proof.clone(),
-            checkpoint: audit.checkpoint.clone(),
-        },
-    }
 }

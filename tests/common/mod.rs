@@ -18,7 +18,8 @@ pub(crate) struct Daemon {
     pub(crate) addr: SocketAddr,
     pub(crate) identity: api::Identity,
     pub(crate) client: Client,
-    _data_dir: tempfile::TempDir,
+    /// `None` for a daemon started elsewhere ([`Daemon::connect`]).
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 /// A daemon with the default configuration as changed by `adjust`.
@@ -33,11 +34,27 @@ pub(crate) fn start(adjust: impl FnOnce(&mut ServerConfig)) -> Daemon {
         addr: running.addr,
         identity: running.identity,
         client: Client::new(&format!("http://{}", running.addr)),
-        _data_dir: data_dir,
+        _data_dir: Some(data_dir),
     }
 }
 
 impl Daemon {
+    /// Speaks to a daemon started elsewhere, such as a process the test restarts.
+    pub(crate) async fn connect(addr: SocketAddr) -> Self {
+        let url = format!("http://{addr}");
+        let mut response = awc::Client::new()
+            .get(format!("{url}/identity"))
+            .send()
+            .await
+            .unwrap();
+        Self {
+            addr,
+            identity: response.json().await.unwrap(),
+            client: Client::new(&url),
+            _data_dir: None,
+        }
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt as _;
@@ -17,8 +16,8 @@ use wasm_hypervisor::client::{Client, ClientError, PinnedIdentity};
 use wasm_hypervisor_protocol::api;
 use wasm_hypervisor_protocol::checkpoint::Checkpoint;
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome};
-use wasm_hypervisor_protocol::merkle::{self, MemoryTree};
 use wasm_hypervisor_protocol::payload::RequestPayload;
+use wasm_hypervisor_protocol::replay::LogReplay;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wasm-hypervisor");
 /// How long a start, a CLI call or an HTTP call may take before the test gives up.
@@ -221,47 +220,45 @@ pub(crate) fn error_code(body: &[u8]) -> String {
     error.error.code
 }
 
-/// The auditor's full check of §6: downloads every entry, recomputes the root and compares it
-/// with `checkpoint`, and requires every result leaf to answer an open request leaf and no
-/// request leaf to be left without a result. Returns the indices of `aborted` result leaves.
+/// The auditor's full check of §6 through the protocol's one replay: downloads every entry,
+/// replays it (every result leaf answers an open request leaf of its session with its request
+/// commitment), compares the root with `checkpoint`, and requires no request leaf to be left
+/// without a result. Returns the indices of `aborted` result leaves.
 pub(crate) async fn whole_log(client: &Client, checkpoint: &Checkpoint) -> Vec<u64> {
-    let mut tree = MemoryTree::default();
+    let mut replay = LogReplay::default();
     let mut aborted = Vec::new();
-    let mut open = BTreeMap::new();
-    while tree.size() < checkpoint.size {
+    while replay.size() < checkpoint.size {
         let page = client
-            .entries(tree.size(), checkpoint.size)
+            .entries(replay.size(), checkpoint.size)
             .await
             .expect("GET /audit/entries");
-        assert!(!page.is_empty(), "no entries from {}", tree.size());
-        let mut hashes = Vec::new();
+        assert!(!page.is_empty(), "no entries from {}", replay.size());
+        let mut leaves = Vec::new();
         for (index, bytes) in page {
-            assert_eq!(index, tree.size() + hashes.len() as u64, "entries in order");
-            match Leaf::decode(&bytes).unwrap_or_else(|error| panic!("leaf {index}: {error}")) {
-                Leaf::Request(request) => {
-                    open.insert(index, (request.session_id, request.request_commitment));
-                }
-                Leaf::Result(result) => {
-                    assert_eq!(
-                        open.remove(&result.request_index),
-                        Some((result.session_id, result.request_commitment)),
-                        "result leaf {index} answers an open request leaf"
-                    );
-                    if result.outcome == Outcome::Aborted {
-                        aborted.push(index);
-                    }
-                }
+            assert_eq!(
+                index,
+                replay.size() + leaves.len() as u64,
+                "entries in order"
+            );
+            if let Ok(Leaf::Result(result)) = Leaf::decode(&bytes)
+                && result.outcome == Outcome::Aborted
+            {
+                aborted.push(index);
             }
-            hashes.push(merkle::leaf_hash(&bytes));
+            leaves.push(bytes);
         }
-        tree.push(&hashes).unwrap();
+        replay
+            .push(&leaves)
+            .unwrap_or_else(|error| panic!("{error}"));
     }
-    assert_eq!(
-        tree.root(),
-        checkpoint.root,
-        "the entries hash to the signed root"
+    replay
+        .matches(checkpoint)
+        .expect("the entries hash to the signed root");
+    assert!(
+        replay.open_requests().is_empty(),
+        "request leaves without a result: {:?}",
+        replay.open_requests()
     );
-    assert!(open.is_empty(), "request leaves without a result: {open:?}");
     aborted
 }
 

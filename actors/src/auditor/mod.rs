@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 use wasm_hypervisor_protocol::commitment::Digest;
-use wasm_hypervisor_protocol::leaf::Leaf;
 
-use self::audit_log::{AuditError, AuditLog, Entry, Proven};
+use wasm_hypervisor_protocol::replay::LogReplay;
+
+use self::audit_log::{Appended, AuditError, AuditLog, NewLeaf, Proven, StoredResult};
 use crate::metrics::Metrics;
 
 /// Whether the log still accepts appends; shared with whoever must refuse work without it.
@@ -38,20 +39,13 @@ impl LogHealth {
     }
 }
 
-/// A durable leaf, its proof and the checkpoint the proof is against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Appended {
-    pub(crate) entry: Entry,
-    pub(crate) checkpoint: String,
-}
-
 type Reply = oneshot::Sender<Result<Appended, AuditError>>;
 
 /// The actor every append goes through; batches concurrent appends into one durable write.
 pub struct Auditor {
     writer: Addr<LogWriter>,
     metrics: Arc<Metrics>,
-    queued: Vec<(Leaf, Reply)>,
+    queued: Vec<(NewLeaf, Reply)>,
     writing: bool,
     health: LogHealth,
 }
@@ -87,7 +81,7 @@ impl Auditor {
         if self.writing || self.queued.is_empty() {
             return;
         }
-        let (leaves, replies): (Vec<Leaf>, Vec<Reply>) =
+        let (leaves, replies): (Vec<NewLeaf>, Vec<Reply>) =
             std::mem::take(&mut self.queued).into_iter().unzip();
         if !self.health.is_writable() {
             return reply_all(replies, Err(AuditError::Unavailable));
@@ -99,18 +93,12 @@ impl Auditor {
             .map(move |written, auditor, ctx| {
                 auditor.writing = false;
                 match written.unwrap_or(Err(AuditError::Unavailable)) {
-                    Ok(Proven {
-                        entries,
-                        checkpoint,
-                    }) => {
-                        if let Some(last) = entries.last() {
-                            auditor.metrics.log_grew(last.index + 1);
+                    Ok(appended) => {
+                        if let Some(last) = appended.last() {
+                            auditor.metrics.log_grew(last.entry.index + 1);
                         }
-                        for (reply, entry) in replies.into_iter().zip(entries) {
-                            let _ = reply.send(Ok(Appended {
-                                entry,
-                                checkpoint: checkpoint.clone(),
-                            }));
+                        for (reply, appended) in replies.into_iter().zip(appended) {
+                            let _ = reply.send(Ok(appended));
                         }
                     }
                     Err(error) => {
@@ -136,10 +124,11 @@ impl Actor for Auditor {
     type Context = Context<Self>;
 }
 
-/// Appends one leaf; answers once it is durable and covered by a checkpoint.
+/// Appends one leaf (with the response body it carries, if any); answers once it is durable
+/// and covered by a checkpoint.
 #[derive(Message)]
 #[rtype(result = "Result<Appended, AuditError>")]
-pub(crate) struct Append(pub(crate) Leaf);
+pub(crate) struct Append(pub(crate) NewLeaf);
 
 impl Handler<Append> for Auditor {
     type Result = ResponseFuture<Result<Appended, AuditError>>;
@@ -149,6 +138,37 @@ impl Handler<Append> for Auditor {
         self.queued.push((leaf, reply));
         self.write_queued(ctx);
         Box::pin(async move { appended.await.unwrap_or(Err(AuditError::Unavailable)) })
+    }
+}
+
+/// Re-verifies every stored leaf in the background, a page at a time so that appends go on
+/// between pages; a log that does not verify fails closed. Answers with the leaves verified.
+#[derive(Message)]
+#[rtype(result = "Result<u64, AuditError>")]
+pub struct Scrub;
+
+impl Handler<Scrub> for Auditor {
+    type Result = ResponseFuture<Result<u64, AuditError>>;
+
+    fn handle(&mut self, _: Scrub, _: &mut Self::Context) -> Self::Result {
+        let writer = self.writer.clone();
+        let health = self.health.clone();
+        Box::pin(async move {
+            let mut replay = LogReplay::default();
+            loop {
+                let page = writer.send(Ask(ScrubPage(replay))).await;
+                match page.unwrap_or(Err(AuditError::Unavailable)) {
+                    Ok((advanced, true)) => return Ok(advanced.size()),
+                    Ok((advanced, false)) => replay = advanced,
+                    Err(AuditError::Unavailable) => return Err(AuditError::Unavailable),
+                    Err(error) => {
+                        ::log::error!("audit log scrub failed, refusing further work: {error}");
+                        health.fail();
+                        return Err(error);
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -167,6 +187,29 @@ impl Question for SessionEntries {
     type Answer = Proven;
     fn answer(self, log: &AuditLog) -> Result<Proven, AuditError> {
         log.session(&self.0)
+    }
+}
+
+/// `GET /sessions/{id}/result` for a session that is not running.
+pub struct SessionResult(pub [u8; 16]);
+
+impl Question for SessionResult {
+    type Answer = StoredResult;
+    fn answer(self, log: &AuditLog) -> Result<StoredResult, AuditError> {
+        log.result(&self.0)
+    }
+}
+
+/// One page of the background scrub: the replay so far goes in and comes back advanced, with
+/// whether it reached the log's size.
+pub struct ScrubPage(pub LogReplay);
+
+impl Question for ScrubPage {
+    type Answer = (LogReplay, bool);
+    fn answer(self, log: &AuditLog) -> Result<(LogReplay, bool), AuditError> {
+        let mut replay = self.0;
+        let done = log.scrub_page(&mut replay)?;
+        Ok((replay, done))
     }
 }
 
@@ -242,14 +285,14 @@ impl Actor for LogWriter {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Proven, AuditError>")]
-struct WriteBatch(Vec<Leaf>);
+#[rtype(result = "Result<Vec<Appended>, AuditError>")]
+struct WriteBatch(Vec<NewLeaf>);
 
 impl Handler<WriteBatch> for LogWriter {
-    type Result = Result<Proven, AuditError>;
+    type Result = Result<Vec<Appended>, AuditError>;
 
     fn handle(&mut self, WriteBatch(leaves): WriteBatch, _: &mut Self::Context) -> Self::Result {
-        let written = self.log()?.append(&leaves);
+        let written = self.log()?.append(leaves);
         if written.is_err() {
             // The store may hold a half-known state; no later write may build on it.
             self.log = None;
@@ -272,10 +315,12 @@ mod tests {
 
     use wasm_hypervisor_protocol::checkpoint;
     use wasm_hypervisor_protocol::identity::IdentityKey;
-    use wasm_hypervisor_protocol::leaf::RequestLeaf;
+    use wasm_hypervisor_protocol::leaf::{Leaf, RequestLeaf};
     use wasm_hypervisor_protocol::merkle;
 
     use super::*;
+    use crate::auditor::log::ResultRetention;
+    use crate::auditor::store::testing::FillingDisk;
     use crate::auditor::store::{self, StoreKind};
 
     fn leaf(n: u16) -> Leaf {
@@ -293,9 +338,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = Arc::new(IdentityKey::from_secret_bytes(&[0x41; 32]).unwrap());
         let store = store::open(StoreKind::Redb, dir.path()).unwrap();
-        let (log, _) = AuditLog::open(store, Arc::clone(&identity), "test/log".into()).unwrap();
+        let (log, _) = AuditLog::open(
+            store,
+            Arc::clone(&identity),
+            "test/log".into(),
+            ResultRetention::default(),
+        )
+        .unwrap();
         let (auditor, health) = Auditor::start_with(log, Arc::default());
-        let appends: Vec<_> = (0..64).map(|n| auditor.send(Append(leaf(n)))).collect();
+        let appends: Vec<_> = (0..64)
+            .map(|n| auditor.send(Append(leaf(n).into())))
+            .collect();
         let mut checkpoints = HashSet::new();
         let mut indices = HashSet::new();
         for append in appends {
@@ -331,56 +384,28 @@ mod tests {
         );
     }
 
-    /// A disk that fills up after `writes_left` appends.
-    struct FillingDisk {
-        inner: Box<dyn store::LogStore>,
-        writes_left: usize,
-    }
-
-    impl store::LogStore for FillingDisk {
-        fn size(&self) -> Result<u64, store::StoreError> {
-            self.inner.size()
-        }
-        fn append(&mut self, batch: &store::Batch<'_>) -> Result<(), store::StoreError> {
-            if self.writes_left == 0 {
-                return Err(store::StoreError::Io("No space left on device".into()));
-            }
-            self.writes_left -= 1;
-            self.inner.append(batch)
-        }
-        fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, store::StoreError> {
-            self.inner.leaf(index)
-        }
-        fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, store::StoreError> {
-            self.inner.leaves(start, end)
-        }
-        fn subtree(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>, store::StoreError> {
-            self.inner.subtree(level, index)
-        }
-        fn session_indices(&self, session_id: &[u8; 16]) -> Result<Vec<u64>, store::StoreError> {
-            self.inner.session_indices(session_id)
-        }
-        fn checkpoint(&self) -> Result<Option<String>, store::StoreError> {
-            self.inner.checkpoint()
-        }
-    }
-
     #[actix_rt::test]
     async fn a_failed_write_fails_closed() {
         let dir = tempfile::tempdir().unwrap();
         let identity = Arc::new(IdentityKey::from_secret_bytes(&[0x41; 32]).unwrap());
-        let store = Box::new(FillingDisk {
-            inner: store::open(StoreKind::Redb, dir.path()).unwrap(),
-            writes_left: 1,
-        });
-        let (log, _) = AuditLog::open(store, identity, "test/log".into()).unwrap();
+        let store = Box::new(FillingDisk::over(
+            store::open(StoreKind::Redb, dir.path()).unwrap(),
+            1,
+        ));
+        let (log, _) = AuditLog::open(
+            store,
+            identity,
+            "test/log".into(),
+            ResultRetention::default(),
+        )
+        .unwrap();
         let (auditor, health) = Auditor::start_with(log, Arc::default());
-        auditor.send(Append(leaf(1))).await.unwrap().unwrap();
-        let failed = auditor.send(Append(leaf(2))).await.unwrap();
+        auditor.send(Append(leaf(1).into())).await.unwrap().unwrap();
+        let failed = auditor.send(Append(leaf(2).into())).await.unwrap();
         assert!(matches!(failed, Err(AuditError::Store(_))), "{failed:?}");
         assert!(!health.is_writable());
         // Nothing is acknowledged any more, not even once the disk has room again.
-        let refused = auditor.send(Append(leaf(3))).await.unwrap();
+        let refused = auditor.send(Append(leaf(3).into())).await.unwrap();
         assert!(
             matches!(refused, Err(AuditError::Unavailable)),
             "{refused:?}"

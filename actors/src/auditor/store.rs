@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// One durable append: everything becomes visible and durable together, or not at all.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Batch<'a> {
     /// Must equal the store's current size, else [`StoreError::Conflict`].
     pub(crate) first_index: u64,
@@ -42,7 +42,44 @@ pub struct Batch<'a> {
     /// no later than the new size, so history is never rewritten.
     pub(crate) subtrees: &'a [(u8, u64, [u8; 32])],
     /// The signed note covering the new size. A batch without leaves only replaces it.
-    pub(crate) checkpoint: &'a str,
+    pub checkpoint: &'a str,
+    /// Indices of this batch's request leaves: they are pending until a result leaf answers
+    /// them, so that a restart finds what a crash cut off without reading the log.
+    pub requests_opened: &'a [u64],
+    /// Indices of the pending request leaves this batch's result leaves answer.
+    pub requests_answered: &'a [u64],
+    /// Sealed results to keep for `GET …/result`, in the order their sessions ended.
+    pub results: &'a [RetainedResult<'a>],
+    /// What of the results kept so far (and of `results`) is dropped in the same transaction.
+    pub retention: Retention,
+}
+
+/// A session's result as `GET …/result` serves it, kept beside its result leaf.
+#[derive(Debug, Clone, Copy)]
+pub struct RetainedResult<'a> {
+    pub session_id: [u8; 16],
+    /// When the session ended (its result leaf's `time_ms`); retention counts from here.
+    pub ended_ms: u64,
+    /// The response body, byte for byte.
+    pub body: &'a [u8],
+}
+
+/// Which retained results an append drops, oldest first: those that ended before
+/// `expire_before_ms`, then more until the rest fit in `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub expire_before_ms: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for Retention {
+    /// Keeps everything.
+    fn default() -> Self {
+        Self {
+            expire_before_ms: 0,
+            max_bytes: u64::MAX,
+        }
+    }
 }
 
 /// A backend for the audit log: leaves, subtree hashes and the checkpoint, appended atomically.
@@ -62,6 +99,12 @@ pub trait LogStore: Send + 'static {
     fn session_indices(&self, session_id: &[u8; 16]) -> Result<Vec<u64>, StoreError>;
     /// The latest checkpoint, `None` before the first append.
     fn checkpoint(&self) -> Result<Option<String>, StoreError>;
+    /// Indices of the request leaves no result leaf has answered yet, ascending.
+    fn pending_requests(&self) -> Result<Vec<u64>, StoreError>;
+    /// A retained result: when its session ended (Unix ms) and its body.
+    fn retained_result(&self, session_id: &[u8; 16]) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    /// The bytes of all retained bodies together.
+    fn retained_bytes(&self) -> Result<u64, StoreError>;
 }
 
 /// Why a store call failed.
@@ -147,13 +190,28 @@ impl FromStr for StoreKind {
     }
 }
 
-/// Opens the log under `data_dir` (created if missing), creating an empty one the first time.
+/// The store's page cache when no other size is configured: enough for the right edge, the
+/// recent leaves and the by-session index's hot pages, and far below redb's and sled's own
+/// default of 1 GiB, which a daemon would otherwise fill with cold leaves. Default: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// Opens the log under `data_dir` (created if missing), creating an empty one the first time,
+/// with a page cache of [`DEFAULT_CACHE_BYTES`].
 pub fn open(kind: StoreKind, data_dir: &Path) -> Result<Box<dyn LogStore>, StoreError> {
+    open_with_cache(kind, data_dir, DEFAULT_CACHE_BYTES)
+}
+
+/// [`open`] with a page cache of `cache_bytes`.
+pub fn open_with_cache(
+    kind: StoreKind,
+    data_dir: &Path,
+    cache_bytes: usize,
+) -> Result<Box<dyn LogStore>, StoreError> {
     std::fs::create_dir_all(data_dir)?;
     let location = kind.location(data_dir);
     Ok(match kind {
-        StoreKind::Redb => Box::new(redb::RedbStore::open(&location)?),
-        StoreKind::Sled => Box::new(sled::SledStore::open(&location)?),
+        StoreKind::Redb => Box::new(redb::RedbStore::open(&location, cache_bytes)?),
+        StoreKind::Sled => Box::new(sled::SledStore::open(&location, cache_bytes)?),
     })
 }
 
@@ -224,6 +282,11 @@ fn decode_size(bytes: Option<&[u8]>) -> Result<u64, StoreError> {
     }
 }
 
+/// A counter kept beside the size, in the same form; absent means 0.
+fn decode_counter(bytes: Option<&[u8]>) -> Result<u64, StoreError> {
+    decode_size(bytes).map_err(|_| StoreError::Corrupt("a stored counter is not 8 bytes"))
+}
+
 fn decode_hash(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt("a subtree hash is not 32 bytes"))
 }
@@ -265,6 +328,100 @@ fn check_last_leaf(size: u64, last_leaf: Option<u64>) -> Result<(), StoreError> 
     }
 }
 
+/// A retained result's place in the eviction order: its key there is `seq`, ascending with the
+/// time its session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Retained {
+    seq: u64,
+    session_id: [u8; 16],
+    ended_ms: u64,
+    len: u64,
+}
+
+const RETAINED_LEN: usize = 32;
+
+impl Retained {
+    fn encode(&self) -> [u8; RETAINED_LEN] {
+        let mut value = [0; RETAINED_LEN];
+        value[..16].copy_from_slice(&self.session_id);
+        value[16..24].copy_from_slice(&self.ended_ms.to_be_bytes());
+        value[24..].copy_from_slice(&self.len.to_be_bytes());
+        value
+    }
+
+    fn decode(seq: u64, value: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = StoreError::Corrupt("a retained result's order entry is not 32 bytes");
+        let value: &[u8; RETAINED_LEN] = value.try_into().map_err(|_| corrupt)?;
+        let word = |at: usize| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&value[at..at + 8]);
+            u64::from_be_bytes(bytes)
+        };
+        let mut session_id = [0; 16];
+        session_id.copy_from_slice(&value[..16]);
+        Ok(Self {
+            seq,
+            session_id,
+            ended_ms: word(16),
+            len: word(24),
+        })
+    }
+}
+
+/// The results a batch adds, numbered on from `next_seq`.
+fn numbered<'a>(
+    results: &'a [RetainedResult<'a>],
+    next_seq: u64,
+) -> impl Iterator<Item = (Retained, &'a RetainedResult<'a>)> {
+    (next_seq..).zip(results).map(|(seq, result)| {
+        (
+            Retained {
+                seq,
+                session_id: result.session_id,
+                ended_ms: result.ended_ms,
+                len: result.body.len() as u64,
+            },
+            result,
+        )
+    })
+}
+
+/// The oldest results to drop so that the rest satisfy `retention`. `oldest_first` yields what
+/// is kept (stored ones, then the batch's new ones) and is read only as far as needed, so an
+/// append costs O(1) amortized however many results are kept. Returns them with the bytes
+/// that remain.
+fn results_to_drop(
+    oldest_first: impl Iterator<Item = Result<Retained, StoreError>>,
+    mut total_bytes: u64,
+    retention: Retention,
+) -> Result<(Vec<Retained>, u64), StoreError> {
+    let mut dropped = Vec::new();
+    for retained in oldest_first {
+        let retained = retained?;
+        if retained.ended_ms >= retention.expire_before_ms && total_bytes <= retention.max_bytes {
+            break;
+        }
+        total_bytes = total_bytes.saturating_sub(retained.len);
+        dropped.push(retained);
+    }
+    Ok((dropped, total_bytes))
+}
+
+/// A retained result's stored value: when the session ended, then the body.
+fn encode_retained_value(result: &RetainedResult<'_>) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + result.body.len());
+    value.extend_from_slice(&result.ended_ms.to_be_bytes());
+    value.extend_from_slice(result.body);
+    value
+}
+
+fn decode_retained_value(value: &[u8]) -> Result<(u64, Vec<u8>), StoreError> {
+    let (ended, body) = value.split_first_chunk::<8>().ok_or(StoreError::Corrupt(
+        "a retained result is shorter than 8 bytes",
+    ))?;
+    Ok((u64::from_be_bytes(*ended), body.to_vec()))
+}
+
 /// Checks that a range scan over `[start, end)` found every leaf, in order.
 fn collect_leaves(
     start: u64,
@@ -286,6 +443,64 @@ fn collect_leaves(
         return Err(StoreError::Corrupt("a leaf below the log size is missing"));
     }
     Ok(leaves)
+}
+
+/// Stores that fail on purpose, for the tests of the layers above.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Batch, LogStore, StoreError};
+
+    /// A disk that fills up after `writes_left` appends.
+    pub(crate) struct FillingDisk {
+        inner: Box<dyn LogStore>,
+        writes_left: usize,
+    }
+
+    impl FillingDisk {
+        pub(crate) fn over(inner: Box<dyn LogStore>, writes_left: usize) -> Self {
+            Self { inner, writes_left }
+        }
+    }
+
+    impl LogStore for FillingDisk {
+        fn size(&self) -> Result<u64, StoreError> {
+            self.inner.size()
+        }
+        fn append(&mut self, batch: &Batch<'_>) -> Result<(), StoreError> {
+            if self.writes_left == 0 {
+                return Err(StoreError::Io("No space left on device".into()));
+            }
+            self.writes_left -= 1;
+            self.inner.append(batch)
+        }
+        fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.leaf(index)
+        }
+        fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+            self.inner.leaves(start, end)
+        }
+        fn subtree(&self, level: u8, index: u64) -> Result<Option<[u8; 32]>, StoreError> {
+            self.inner.subtree(level, index)
+        }
+        fn session_indices(&self, session_id: &[u8; 16]) -> Result<Vec<u64>, StoreError> {
+            self.inner.session_indices(session_id)
+        }
+        fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+            self.inner.checkpoint()
+        }
+        fn pending_requests(&self) -> Result<Vec<u64>, StoreError> {
+            self.inner.pending_requests()
+        }
+        fn retained_result(
+            &self,
+            session_id: &[u8; 16],
+        ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+            self.inner.retained_result(session_id)
+        }
+        fn retained_bytes(&self) -> Result<u64, StoreError> {
+            self.inner.retained_bytes()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -349,6 +564,7 @@ mod tests {
             session_ids: &session_ids,
             subtrees: &subtrees,
             checkpoint: &checkpoint,
+            ..Batch::default()
         })
     }
 
@@ -405,6 +621,7 @@ mod tests {
             session_ids: &[],
             subtrees: &[],
             checkpoint: &checkpoint,
+            ..Batch::default()
         };
         store.append(&empty).unwrap();
         assert_eq!(store.size().unwrap(), 0);
@@ -491,6 +708,7 @@ mod tests {
             session_ids: &[[9; 16]; 2],
             subtrees: &[(0, 5, [7; 32]), (0, 6, [7; 32]), (1, 2, [7; 32])],
             checkpoint: &checkpoint,
+            ..Batch::default()
         };
         let invalid = [
             Batch {
@@ -594,6 +812,96 @@ mod tests {
         );
     }
 
+    /// A batch that only keeps `results` (and moves no leaves) under `retention`.
+    fn keep(
+        store: &mut dyn LogStore,
+        results: &[RetainedResult<'_>],
+        retention: Retention,
+    ) -> Result<(), StoreError> {
+        let checkpoint = checkpoint_for(0);
+        store.append(&Batch {
+            checkpoint: &checkpoint,
+            results,
+            retention,
+            ..Batch::default()
+        })
+    }
+
+    fn result(n: u8, ended_ms: u64, body: &[u8]) -> RetainedResult<'_> {
+        RetainedResult {
+            session_id: [n; 16],
+            ended_ms,
+            body,
+        }
+    }
+
+    fn results_stay_within_retention_and_budget(kind: StoreKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_in(kind, &dir);
+        let body = |n: u8| vec![n; 100];
+        let (a, b, c, d) = (body(1), body(2), body(3), vec![4; 400]);
+        keep(
+            &mut *store,
+            &[result(1, 100, &a), result(2, 200, &b)],
+            Retention::default(),
+        )
+        .unwrap();
+        assert_eq!(store.retained_result(&[1; 16]).unwrap(), Some((100, a)));
+        assert_eq!(store.retained_bytes().unwrap(), 200);
+
+        // Over the budget, the oldest goes first.
+        let budget = Retention {
+            expire_before_ms: 0,
+            max_bytes: 250,
+        };
+        keep(&mut *store, &[result(3, 300, &c)], budget).unwrap();
+        assert_eq!(store.retained_result(&[1; 16]).unwrap(), None);
+        assert_eq!(store.retained_result(&[2; 16]).unwrap(), Some((200, b)));
+        assert_eq!(store.retained_bytes().unwrap(), 200);
+
+        // Past its retention a result goes even when there is room.
+        let expiry = Retention {
+            expire_before_ms: 250,
+            max_bytes: 250,
+        };
+        keep(&mut *store, &[], expiry).unwrap();
+        assert_eq!(store.retained_result(&[2; 16]).unwrap(), None);
+        assert_eq!(
+            store.retained_result(&[3; 16]).unwrap(),
+            Some((300, c.clone()))
+        );
+        assert_eq!(store.retained_bytes().unwrap(), 100);
+
+        // A result larger than the whole budget is not kept, and takes the older ones with it.
+        keep(&mut *store, &[result(4, 400, &d)], budget).unwrap();
+        assert_eq!(store.retained_result(&[3; 16]).unwrap(), None);
+        assert_eq!(store.retained_result(&[4; 16]).unwrap(), None);
+        assert_eq!(store.retained_bytes().unwrap(), 0);
+
+        keep(&mut *store, &[result(5, 500, &c)], budget).unwrap();
+        drop(store);
+        let store = open_in(kind, &dir);
+        assert_eq!(store.retained_result(&[5; 16]).unwrap(), Some((500, c)));
+        assert_eq!(store.retained_bytes().unwrap(), 100);
+    }
+
+    fn pending_requests_follow_their_answers(kind: StoreKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_in(kind, &dir);
+        let checkpoint = checkpoint_for(0);
+        let batch = |opened, answered| Batch {
+            checkpoint: &checkpoint,
+            requests_opened: opened,
+            requests_answered: answered,
+            ..Batch::default()
+        };
+        store.append(&batch(&[0, 1, 5], &[])).unwrap();
+        store.append(&batch(&[7], &[1, 5])).unwrap();
+        drop(store);
+        let store = open_in(kind, &dir);
+        assert_eq!(store.pending_requests().unwrap(), [0, 7]);
+    }
+
     macro_rules! for_each_backend {
         ($($test:ident),* $(,)?) => {
             mod redb_backend {
@@ -619,6 +927,8 @@ mod tests {
         rejected_batches_change_nothing,
         reopen_keeps_everything,
         large_log,
+        results_stay_within_retention_and_budget,
+        pending_requests_follow_their_answers,
     );
 
     #[test]

@@ -1,4 +1,4 @@
-//! The redb backend: one file, four tables, one write transaction per batch.
+//! The redb backend: one file, seven tables, one write transaction per batch.
 //!
 //! Values are raw bytes decoded by us rather than typed redb values, whose decoders panic on a
 //! wrong length; keys stay typed because redb checks their fixed widths itself.
@@ -10,9 +10,10 @@ use ::redb::{
 };
 
 use super::{
-    Batch, LogStore, StoreError, check_batch, check_last_leaf, clamp_range, collect_leaves,
-    decode_checkpoint, decode_hash, decode_size, encode_size, session_key, session_key_index,
-    subtree_fits,
+    Batch, LogStore, Retained, StoreError, check_batch, check_last_leaf, clamp_range,
+    collect_leaves, decode_checkpoint, decode_counter, decode_hash, decode_retained_value,
+    decode_size, encode_retained_value, encode_size, numbered, results_to_drop, session_key,
+    session_key_index, subtree_fits,
 };
 
 const LEAVES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("leaves");
@@ -21,9 +22,18 @@ const SUBTREES: TableDefinition<'static, (u8, u64), &[u8]> = TableDefinition::ne
 /// session_id ‖ index (big-endian) → (), so a session's leaves are one prefix range.
 const BY_SESSION: TableDefinition<'static, &[u8; 24], ()> = TableDefinition::new("by_session");
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+/// Request leaves without a result leaf yet.
+const PENDING: TableDefinition<'static, u64, ()> = TableDefinition::new("pending");
+/// session_id → when it ended ‖ the result body.
+const RESULTS: TableDefinition<'static, &[u8; 16], &[u8]> = TableDefinition::new("results");
+/// Eviction order: seq → session_id ‖ ended_ms ‖ body length.
+const RESULT_ORDER: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("result_order");
 
 const SIZE: &str = "size";
 const CHECKPOINT: &str = "checkpoint";
+/// The next retained result's seq, and the bytes of all retained bodies.
+const RESULT_SEQ: &str = "result_seq";
+const RESULT_BYTES: &str = "result_bytes";
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
     super::backend_error("redb", error)
@@ -34,8 +44,11 @@ pub(super) struct RedbStore {
 }
 
 impl RedbStore {
-    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(backend)?;
+    pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(backend)?;
         // Create the tables up front so that readers never meet a missing one.
         let txn = db.begin_write().map_err(backend)?;
         {
@@ -43,6 +56,9 @@ impl RedbStore {
             txn.open_table(SUBTREES).map_err(backend)?;
             txn.open_table(BY_SESSION).map_err(backend)?;
             txn.open_table(META).map_err(backend)?;
+            txn.open_table(PENDING).map_err(backend)?;
+            txn.open_table(RESULTS).map_err(backend)?;
+            txn.open_table(RESULT_ORDER).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -100,6 +116,55 @@ impl LogStore for RedbStore {
                     .insert((*level, *index), hash.as_slice())
                     .map_err(backend)?;
             }
+            let mut pending = txn.open_table(PENDING).map_err(backend)?;
+            for index in batch.requests_opened {
+                pending.insert(*index, ()).map_err(backend)?;
+            }
+            for index in batch.requests_answered {
+                pending.remove(*index).map_err(backend)?;
+            }
+
+            let counter = |meta: &::redb::Table<&str, &[u8]>, key| {
+                let value = meta.get(key).map_err(backend)?;
+                decode_counter(value.as_ref().map(|value| value.value()))
+            };
+            let next_seq = counter(&meta, RESULT_SEQ)?;
+            let stored_bytes = counter(&meta, RESULT_BYTES)?;
+            let new: Vec<_> = numbered(batch.results, next_seq).collect();
+            let added: u64 = new.iter().map(|(retained, _)| retained.len).sum();
+            let mut order = txn.open_table(RESULT_ORDER).map_err(backend)?;
+            let (dropped, remaining) = results_to_drop(
+                order
+                    .iter()
+                    .map_err(backend)?
+                    .map(|entry| {
+                        let (seq, value) = entry.map_err(backend)?;
+                        Retained::decode(seq.value(), value.value())
+                    })
+                    .chain(new.iter().map(|(retained, _)| Ok(*retained))),
+                stored_bytes.saturating_add(added),
+                batch.retention,
+            )?;
+            let mut results = txn.open_table(RESULTS).map_err(backend)?;
+            for gone in dropped.iter().filter(|gone| gone.seq < next_seq) {
+                order.remove(gone.seq).map_err(backend)?;
+                results.remove(&gone.session_id).map_err(backend)?;
+            }
+            // What is dropped is a prefix in seq order, so new results past it are kept.
+            let kept_from = dropped.last().map_or(0, |gone| gone.seq + 1);
+            for (retained, result) in new.iter().filter(|(retained, _)| retained.seq >= kept_from) {
+                order
+                    .insert(retained.seq, retained.encode().as_slice())
+                    .map_err(backend)?;
+                results
+                    .insert(&result.session_id, encode_retained_value(result).as_slice())
+                    .map_err(backend)?;
+            }
+            let next_seq = next_seq + new.len() as u64;
+            meta.insert(RESULT_SEQ, encode_size(next_seq).as_slice())
+                .map_err(backend)?;
+            meta.insert(RESULT_BYTES, encode_size(remaining).as_slice())
+                .map_err(backend)?;
             meta.insert(SIZE, encode_size(new_size).as_slice())
                 .map_err(backend)?;
             meta.insert(CHECKPOINT, batch.checkpoint.as_bytes())
@@ -177,6 +242,32 @@ impl LogStore for RedbStore {
             .map(|checkpoint| decode_checkpoint(checkpoint.value().to_vec()))
             .transpose()
     }
+
+    fn pending_requests(&self) -> Result<Vec<u64>, StoreError> {
+        let txn = self.read()?;
+        let pending = txn.open_table(PENDING).map_err(backend)?;
+        pending
+            .iter()
+            .map_err(backend)?
+            .map(|entry| Ok(entry.map_err(backend)?.0.value()))
+            .collect()
+    }
+
+    fn retained_result(&self, session_id: &[u8; 16]) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.read()?;
+        let results = txn.open_table(RESULTS).map_err(backend)?;
+        let value = results.get(session_id).map_err(backend)?;
+        value
+            .map(|value| decode_retained_value(value.value()))
+            .transpose()
+    }
+
+    fn retained_bytes(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META).map_err(backend)?;
+        let value = meta.get(RESULT_BYTES).map_err(backend)?;
+        decode_counter(value.as_ref().map(|value| value.value()))
+    }
 }
 
 #[cfg(test)]
@@ -193,7 +284,7 @@ mod tests {
 
     fn store_with_leaves(dir: &tempfile::TempDir) -> std::path::PathBuf {
         let path = dir.path().join("log.redb");
-        let mut store = RedbStore::open(&path).unwrap();
+        let mut store = RedbStore::open(&path, super::super::DEFAULT_CACHE_BYTES).unwrap();
         let leaves = [vec![1; 90], vec![2; 163]];
         store
             .append(&Batch {
@@ -202,6 +293,7 @@ mod tests {
                 session_ids: &[[1; 16]; 2],
                 subtrees: &[(1, 0, [3; 32])],
                 checkpoint: "origin\n2\nroot\n",
+                ..Batch::default()
             })
             .unwrap();
         path
@@ -215,7 +307,7 @@ mod tests {
             let mut table = txn.open_table(SUBTREES).unwrap();
             table.insert((1, 0), [3; 31].as_slice()).unwrap();
         });
-        let store = RedbStore::open(&path).unwrap();
+        let store = RedbStore::open(&path, super::super::DEFAULT_CACHE_BYTES).unwrap();
         assert!(matches!(store.subtree(1, 0), Err(StoreError::Corrupt(_))));
     }
 
@@ -227,7 +319,7 @@ mod tests {
             let mut table = txn.open_table(META).unwrap();
             table.insert(CHECKPOINT, [0xff, 0xfe].as_slice()).unwrap();
         });
-        let store = RedbStore::open(&path).unwrap();
+        let store = RedbStore::open(&path, super::super::DEFAULT_CACHE_BYTES).unwrap();
         assert!(matches!(store.checkpoint(), Err(StoreError::Corrupt(_))));
     }
 
@@ -240,7 +332,7 @@ mod tests {
             table.insert(SIZE, [2; 4].as_slice()).unwrap();
         });
         assert!(matches!(
-            RedbStore::open(&path),
+            RedbStore::open(&path, super::super::DEFAULT_CACHE_BYTES),
             Err(StoreError::Corrupt(_))
         ));
 
@@ -249,7 +341,7 @@ mod tests {
             table.insert(SIZE, encode_size(3).as_slice()).unwrap();
         });
         assert!(matches!(
-            RedbStore::open(&path),
+            RedbStore::open(&path, super::super::DEFAULT_CACHE_BYTES),
             Err(StoreError::Corrupt(_))
         ));
     }
@@ -263,7 +355,7 @@ mod tests {
             table.remove(0).unwrap();
         });
         // The last leaf still matches the size, so only reads of the hole notice it.
-        let store = RedbStore::open(&path).unwrap();
+        let store = RedbStore::open(&path, super::super::DEFAULT_CACHE_BYTES).unwrap();
         assert!(matches!(store.leaf(0), Err(StoreError::Corrupt(_))));
         assert!(matches!(store.leaves(0, 2), Err(StoreError::Corrupt(_))));
         assert_eq!(store.leaf(1).unwrap(), Some(vec![2; 163]));

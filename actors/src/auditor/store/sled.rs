@@ -18,9 +18,10 @@ use std::path::Path;
 use ::sled::{Db, IVec, Tree};
 
 use super::{
-    Batch, LogStore, StoreError, check_batch, check_last_leaf, clamp_range, collect_leaves,
-    decode_checkpoint, decode_hash, decode_size, encode_size, session_key, session_key_index,
-    subtree_fits,
+    Batch, LogStore, Retained, StoreError, check_batch, check_last_leaf, clamp_range,
+    collect_leaves, decode_checkpoint, decode_counter, decode_hash, decode_retained_value,
+    decode_size, encode_retained_value, encode_size, numbered, results_to_drop, session_key,
+    session_key_index, subtree_fits,
 };
 
 // Key prefixes: one byte, then the kind's own key.
@@ -30,24 +31,48 @@ const LEAF: u8 = b'L';
 const SUBTREE: u8 = b'S';
 /// session_id ‖ index (big-endian) → empty, so a session's leaves are one prefix scan.
 const BY_SESSION: u8 = b'I';
+/// index (big-endian) → empty: a request leaf without a result leaf yet.
+const PENDING: u8 = b'P';
+/// session_id → when it ended ‖ the result body.
+const RESULT: u8 = b'R';
+/// seq (big-endian) → session_id ‖ ended_ms ‖ body length: the eviction order.
+const RESULT_ORDER: u8 = b'O';
 const SIZE: &[u8] = b"Msize";
 const CHECKPOINT: &[u8] = b"Mcheckpoint";
+/// The next retained result's seq, and the bytes of all retained bodies.
+const RESULT_SEQ: &[u8] = b"Mresult_seq";
+const RESULT_BYTES: &[u8] = b"Mresult_bytes";
+
+/// `prefix` ‖ a big-endian u64: pending requests and the eviction order.
+fn indexed_key(prefix: u8, index: u64) -> [u8; 9] {
+    let mut key = [prefix; 9];
+    key[1..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn decode_indexed_key(prefix: u8, key: &[u8]) -> Result<u64, StoreError> {
+    key.strip_prefix(&[prefix])
+        .and_then(|index| <[u8; 8]>::try_from(index).ok())
+        .map(u64::from_be_bytes)
+        .ok_or(StoreError::Corrupt("an indexed key is not 9 bytes"))
+}
+
+fn result_key(session_id: &[u8; 16]) -> [u8; 17] {
+    let mut key = [RESULT; 17];
+    key[1..].copy_from_slice(session_id);
+    key
+}
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
     super::backend_error("sled", error)
 }
 
 fn leaf_key(index: u64) -> [u8; 9] {
-    let mut key = [LEAF; 9];
-    key[1..].copy_from_slice(&index.to_be_bytes());
-    key
+    indexed_key(LEAF, index)
 }
 
 fn decode_leaf_key(key: &[u8]) -> Result<u64, StoreError> {
-    key.strip_prefix(&[LEAF])
-        .and_then(|index| <[u8; 8]>::try_from(index).ok())
-        .map(u64::from_be_bytes)
-        .ok_or(StoreError::Corrupt("a leaf key is not 9 bytes"))
+    decode_indexed_key(LEAF, key)
 }
 
 fn subtree_key(level: u8, index: u64) -> [u8; 10] {
@@ -77,8 +102,8 @@ pub(super) struct SledStore {
 }
 
 impl SledStore {
-    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = open_db(path)?;
+    pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = open_db(path, cache_bytes)?;
         let store = Self {
             log: db.open_tree("log").map_err(backend)?,
             // Write access because some platforms refuse to sync a read-only handle.
@@ -100,11 +125,14 @@ impl SledStore {
 /// sled frees its locked file lazily, some time after the last handle is dropped, so an
 /// in-process reopen (a restarted auditor, the tests) can briefly find the lock held. Another
 /// process holding it still fails, just a second later.
-fn open_db(path: &Path) -> Result<Db, StoreError> {
+fn open_db(path: &Path, cache_bytes: usize) -> Result<Db, StoreError> {
     const ATTEMPTS: u32 = 40;
+    let config = ::sled::Config::new()
+        .path(path)
+        .cache_capacity(u64::try_from(cache_bytes).unwrap_or(u64::MAX));
     let mut attempt = 1;
     loop {
-        match ::sled::open(path) {
+        match config.open() {
             Err(::sled::Error::Io(error)) if is_lock_held(&error) && attempt < ATTEMPTS => {
                 std::thread::sleep(std::time::Duration::from_millis(25));
                 attempt += 1;
@@ -140,6 +168,43 @@ impl LogStore for SledStore {
         for (level, index, hash) in batch.subtrees {
             writes.insert(&subtree_key(*level, *index), hash);
         }
+        for index in batch.requests_opened {
+            writes.insert(&indexed_key(PENDING, *index), &[]);
+        }
+        for index in batch.requests_answered {
+            writes.remove(&indexed_key(PENDING, *index));
+        }
+
+        let counter = |key| decode_counter(self.log.get(key).map_err(backend)?.as_deref());
+        let next_seq = counter(RESULT_SEQ)?;
+        let new: Vec<_> = numbered(batch.results, next_seq).collect();
+        let added: u64 = new.iter().map(|(retained, _)| retained.len).sum();
+        let (dropped, remaining) = results_to_drop(
+            self.log
+                .scan_prefix([RESULT_ORDER])
+                .map(|entry| {
+                    let (key, value) = entry.map_err(backend)?;
+                    Retained::decode(decode_indexed_key(RESULT_ORDER, &key)?, &value)
+                })
+                .chain(new.iter().map(|(retained, _)| Ok(*retained))),
+            counter(RESULT_BYTES)?.saturating_add(added),
+            batch.retention,
+        )?;
+        for gone in dropped.iter().filter(|gone| gone.seq < next_seq) {
+            writes.remove(&indexed_key(RESULT_ORDER, gone.seq));
+            writes.remove(&result_key(&gone.session_id));
+        }
+        // What is dropped is a prefix in seq order, so new results past it are kept.
+        let kept_from = dropped.last().map_or(0, |gone| gone.seq + 1);
+        for (retained, result) in new.iter().filter(|(retained, _)| retained.seq >= kept_from) {
+            writes.insert(&indexed_key(RESULT_ORDER, retained.seq), &retained.encode());
+            writes.insert(
+                &result_key(&result.session_id),
+                encode_retained_value(result),
+            );
+        }
+        writes.insert(RESULT_SEQ, &encode_size(next_seq + new.len() as u64));
+        writes.insert(RESULT_BYTES, &encode_size(remaining));
         writes.insert(SIZE, &encode_size(new_size));
         writes.insert(CHECKPOINT, batch.checkpoint.as_bytes());
         self.log.apply_batch(writes).map_err(backend)?;
@@ -200,6 +265,22 @@ impl LogStore for SledStore {
             .map(|checkpoint| decode_checkpoint(checkpoint.to_vec()))
             .transpose()
     }
+
+    fn pending_requests(&self) -> Result<Vec<u64>, StoreError> {
+        self.log
+            .scan_prefix([PENDING])
+            .map(|entry| decode_indexed_key(PENDING, &entry.map_err(backend)?.0))
+            .collect()
+    }
+
+    fn retained_result(&self, session_id: &[u8; 16]) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let value = self.log.get(result_key(session_id)).map_err(backend)?;
+        value.map(|value| decode_retained_value(&value)).transpose()
+    }
+
+    fn retained_bytes(&self) -> Result<u64, StoreError> {
+        decode_counter(self.log.get(RESULT_BYTES).map_err(backend)?.as_deref())
+    }
 }
 
 #[cfg(test)]
@@ -207,7 +288,11 @@ mod tests {
     use super::*;
 
     fn store_with_leaves(dir: &tempfile::TempDir) -> SledStore {
-        let mut store = SledStore::open(&dir.path().join("log.sled")).unwrap();
+        let mut store = SledStore::open(
+            &dir.path().join("log.sled"),
+            super::super::DEFAULT_CACHE_BYTES,
+        )
+        .unwrap();
         let leaves = [vec![1; 90], vec![2; 163]];
         store
             .append(&Batch {
@@ -216,6 +301,7 @@ mod tests {
                 session_ids: &[[1; 16]; 2],
                 subtrees: &[(1, 0, [3; 32])],
                 checkpoint: "origin\n2\nroot\n",
+                ..Batch::default()
             })
             .unwrap();
         store
@@ -225,7 +311,10 @@ mod tests {
     fn reopen(dir: &tempfile::TempDir, store: SledStore) -> Result<SledStore, StoreError> {
         store.db.flush().unwrap();
         drop(store);
-        SledStore::open(&dir.path().join("log.sled"))
+        SledStore::open(
+            &dir.path().join("log.sled"),
+            super::super::DEFAULT_CACHE_BYTES,
+        )
     }
 
     #[test]
