@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
-use wasm_hypervisor_actors::auditor::log::ResultRetention;
+use wasm_hypervisor_actors::auditor::audit_log::ResultRetention;
 use wasm_hypervisor_actors::auditor::store::{DEFAULT_CACHE_BYTES, StoreKind};
 use wasm_hypervisor_actors::sandbox::SandboxConfig;
 use wasm_hypervisor_actors::session::LimitsPolicy;

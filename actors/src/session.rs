@@ -72,7 +72,7 @@ impl LimitsPolicy {
 /// private key and server seed.
 pub struct Job {
     /// The session's id, which the response body names.
-    pub(crate) session_id: [u8; 16],
+    pub session_id: [u8; 16],
     /// The session's HPKE key pair, whose private key opens the request.
     pub keys: SessionKeyPair,
     /// `H3(TBS)`, part of the request's HPKE `info`.

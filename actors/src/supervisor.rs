@@ -654,7 +654,7 @@ mod tests {
     use wasm_hypervisor_protocol::sealing;
 
     use super::*;
-    use crate::auditor::log::{AuditLog, ResultRetention};
+    use crate::auditor::audit_log::{AuditLog, ResultRetention};
     use crate::auditor::store::testing::FillingDisk;
     use crate::auditor::store::{self, StoreKind};
     use crate::sandbox::SandboxConfig;

@@ -13,20 +13,45 @@ use crate::merkle::{self, RightEdge, Subtree};
 /// Why a log does not replay.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
+    /// A leaf that is no request or result leaf of this protocol.
     #[error("leaf {index} does not decode: {reason}")]
-    Undecodable { index: u64, reason: String },
+    Undecodable {
+        /// The leaf's position.
+        index: u64,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A result leaf whose `request_index` names no request leaf still waiting for its result.
     #[error("result leaf {index} answers no open request leaf")]
-    UnansweredResult { index: u64 },
+    UnansweredResult {
+        /// The result leaf's position.
+        index: u64,
+    },
+    /// A result leaf whose session or request commitment differs from its request leaf's.
     #[error(
         "result leaf {index} and its request leaf disagree on the session or the request commitment"
     )]
-    MismatchedPair { index: u64 },
+    MismatchedPair {
+        /// The result leaf's position.
+        index: u64,
+    },
+    /// More leaves than a tree can hold.
     #[error("the log grew past 2^63 leaves")]
     TooLarge,
+    /// The leaves hash to another root than the checkpoint's.
     #[error("the {size} leaves do not hash to the checkpoint's root")]
-    RootMismatch { size: u64 },
+    RootMismatch {
+        /// The number of leaves replayed.
+        size: u64,
+    },
+    /// The checkpoint covers another number of leaves than were replayed.
     #[error("{replayed} leaves were replayed but the checkpoint covers {signed}")]
-    SizeMismatch { replayed: u64, signed: u64 },
+    SizeMismatch {
+        /// The number of leaves replayed.
+        replayed: u64,
+        /// The checkpoint's tree size.
+        signed: u64,
+    },
 }
 
 /// A log replayed so far: its right edge and its request leaves still without a result leaf.
@@ -134,7 +159,7 @@ mod tests {
         let (a, b) = (request(1), request(2));
         let leaves = encode(&[
             Leaf::Request(a.clone()),
-            Leaf::Request(b.clone()),
+            Leaf::Request(b),
             Leaf::Result(result(&a, 0)),
         ]);
         let mut replay = LogReplay::default();

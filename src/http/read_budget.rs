@@ -21,13 +21,13 @@ const CHUNK_BYTES: usize = 64 << 10;
 
 /// Shared by every request; cloning shares the budget.
 #[derive(Debug, Clone)]
-pub struct ReadBudget {
+pub(crate) struct ReadBudget {
     in_use: Arc<AtomicUsize>,
     max_bytes: usize,
 }
 
 impl ReadBudget {
-    pub fn new(max_bytes: usize) -> Self {
+    pub(crate) fn new(max_bytes: usize) -> Self {
         Self {
             in_use: Arc::default(),
             max_bytes,
@@ -35,7 +35,7 @@ impl ReadBudget {
     }
 
     /// Counts `body` against the budget until it is sent or dropped; `503` if it does not fit.
-    pub fn reserve(&self, body: Vec<u8>) -> Result<BudgetedBody, ApiError> {
+    pub(crate) fn reserve(&self, body: Vec<u8>) -> Result<BudgetedBody, ApiError> {
         let len = body.len();
         self.in_use
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
@@ -66,7 +66,7 @@ impl ReadBudget {
 }
 
 /// A response body that gives its bytes back to the budget when it is dropped.
-pub struct BudgetedBody {
+pub(crate) struct BudgetedBody {
     len: usize,
     rest: Bytes,
     _held: Held,

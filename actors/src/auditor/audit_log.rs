@@ -66,7 +66,9 @@ pub struct Entry {
 /// result leaf, also the response body that was kept with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
+    /// The leaf, its index and its proof.
     pub entry: Entry,
+    /// The signed note the proof is against.
     pub checkpoint: String,
     /// The execute answer, byte for byte what `GET …/result` serves.
     pub body: Option<Vec<u8>>,
@@ -76,7 +78,9 @@ pub struct Appended {
 /// which the log completes with the leaf's proof and keeps.
 #[derive(Debug)]
 pub struct NewLeaf {
+    /// The leaf to append.
     pub leaf: Leaf,
+    /// For an executed session's result leaf: its response body without the `audit` object.
     pub response: Option<ExecutedBody>,
 }
 
@@ -124,11 +128,16 @@ pub enum StoredResult {
     Evicted,
     /// Ended without a sealed result (`unseal_failed`, `aborted`, `internal`).
     Failed {
+        /// The result leaf's outcome.
         outcome: Outcome,
+        /// The consumed session's, which the error body carries.
         request_commitment: Digest,
     },
     /// Consumed but never ended in the log: the daemon failed to log its end.
-    Unfinished { request_commitment: Digest },
+    Unfinished {
+        /// The consumed session's, which the error body carries.
+        request_commitment: Digest,
+    },
     /// Never executed here, or past retention.
     Unknown,
 }
@@ -258,11 +267,13 @@ impl AuditLog {
         Ok((log, session_ids))
     }
 
+    /// The number of leaves.
     pub fn size(&self) -> u64 {
         self.edge.size()
     }
 
-    pub fn checkpoint(&self) -> &str {
+    /// The latest signed checkpoint.
+    pub(crate) fn checkpoint(&self) -> &str {
         &self.checkpoint
     }
 

@@ -319,7 +319,7 @@ mod tests {
     use wasm_hypervisor_protocol::merkle;
 
     use super::*;
-    use crate::auditor::log::ResultRetention;
+    use crate::auditor::audit_log::ResultRetention;
     use crate::auditor::store::testing::FillingDisk;
     use crate::auditor::store::{self, StoreKind};
 

@@ -32,15 +32,15 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Batch<'a> {
     /// Must equal the store's current size, else [`StoreError::Conflict`].
-    pub(crate) first_index: u64,
+    pub first_index: u64,
     /// Raw leaf bytes (90 or 163 bytes each; opaque to the store).
-    pub(crate) leaves: &'a [Vec<u8>],
+    pub leaves: &'a [Vec<u8>],
     /// `leaves[i]` belongs to `session_ids[i]`; feeds [`LogStore::session_indices`].
-    pub(crate) session_ids: &'a [[u8; 16]],
+    pub session_ids: &'a [[u8; 16]],
     /// `(level, index, hash)` of the perfect subtrees this batch completes: the subtree
     /// covering leaves `[index·2^level, (index+1)·2^level)` must end after `first_index` and
     /// no later than the new size, so history is never rewritten.
-    pub(crate) subtrees: &'a [(u8, u64, [u8; 32])],
+    pub subtrees: &'a [(u8, u64, [u8; 32])],
     /// The signed note covering the new size. A batch without leaves only replaces it.
     pub checkpoint: &'a str,
     /// Indices of this batch's request leaves: they are pending until a result leaf answers
@@ -57,6 +57,7 @@ pub struct Batch<'a> {
 /// A session's result as `GET …/result` serves it, kept beside its result leaf.
 #[derive(Debug, Clone, Copy)]
 pub struct RetainedResult<'a> {
+    /// The session the result belongs to; `GET …/result` looks it up by this.
     pub session_id: [u8; 16],
     /// When the session ended (its result leaf's `time_ms`); retention counts from here.
     pub ended_ms: u64,
@@ -68,7 +69,9 @@ pub struct RetainedResult<'a> {
 /// `expire_before_ms`, then more until the rest fit in `max_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
+    /// Results of sessions that ended before this (Unix ms) are dropped.
     pub expire_before_ms: u64,
+    /// The most bytes of result bodies kept.
     pub max_bytes: u64,
 }
 

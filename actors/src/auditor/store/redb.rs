@@ -124,7 +124,7 @@ impl LogStore for RedbStore {
                 pending.remove(*index).map_err(backend)?;
             }
 
-            let counter = |meta: &::redb::Table<&str, &[u8]>, key| {
+            let counter = |meta: &::redb::Table<'_, &str, &[u8]>, key| {
                 let value = meta.get(key).map_err(backend)?;
                 decode_counter(value.as_ref().map(|value| value.value()))
             };
