@@ -10,6 +10,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use wasm_hypervisor_actors::auditor::audit_log::ResultRetention;
 use wasm_hypervisor_actors::auditor::store::{DEFAULT_CACHE_BYTES, StoreKind};
+use wasm_hypervisor_actors::budget::BudgetConfig;
 use wasm_hypervisor_actors::sandbox::SandboxConfig;
 use wasm_hypervisor_actors::session::LimitsPolicy;
 use wasm_hypervisor_actors::supervisor::{SupervisorConfig, default_worker_threads};
@@ -37,8 +38,13 @@ pub struct ServerConfig {
     pub max_result_read_bytes: usize,
     /// `None`: derived from the identity key's fingerprint.
     pub origin: Option<String>,
-    /// Wasm worker threads, each running one execution at a time.
+    /// Wasm worker threads, each running one slice of one execution at a time. Default: one
+    /// per core.
     pub worker_threads: usize,
+    /// Threads for announcements, hashing, opening and sealing. Default: one per core.
+    pub crypto_threads: usize,
+    /// The memory budget of running executions and the bounds of the queue waiting for it.
+    pub budget: BudgetConfig,
     /// Session limits, time-outs and retention.
     pub supervisor: SupervisorConfig,
     pub(crate) limits: LimitsPolicy,
@@ -59,6 +65,8 @@ impl ServerConfig {
             max_result_read_bytes: DEFAULT_MAX_RESULT_READ_BYTES,
             origin: None,
             worker_threads: default_worker_threads(),
+            crypto_threads: default_worker_threads(),
+            budget: BudgetConfig::default(),
             supervisor: SupervisorConfig::default(),
             limits: LimitsPolicy::default(),
             sandbox: SandboxConfig::default(),
@@ -124,13 +132,23 @@ pub(crate) struct ServeArgs {
     /// Threads that run wasm [default: one per core].
     #[arg(long, env = "WASM_HYPERVISOR_WORKERS")]
     pub(crate) workers: Option<usize>,
-    /// Executions running or queued before new ones get 503 [default: 4 × workers].
-    #[arg(long, env = "WASM_HYPERVISOR_MAX_PENDING")]
-    pub(crate) max_pending: Option<usize>,
-    /// Bytes of linear memory all pending executions may claim together, each counted at
-    /// --max-memory-bytes: it caps --max-pending.
-    #[arg(long, env = "WASM_HYPERVISOR_MEMORY_BUDGET", default_value_t = 2 << 30)]
-    pub(crate) memory_budget: u64,
+    /// Threads for announcements, hashing, opening and sealing [default: one per core].
+    #[arg(long, env = "WASM_HYPERVISOR_CRYPTO_WORKERS")]
+    pub(crate) crypto_workers: Option<usize>,
+    /// Bytes that running executions may reserve together, each at its own limits (linear
+    /// memory, output, stack, module and inputs); an execution that does not fit waits
+    /// [default: half the machine's memory].
+    #[arg(long, env = "WASM_HYPERVISOR_MEMORY_BUDGET")]
+    pub(crate) memory_budget: Option<u64>,
+    /// Executions admitted but not started before execute gets 503.
+    #[arg(long, env = "WASM_HYPERVISOR_MAX_QUEUED", default_value_t = BudgetConfig::default().max_queued)]
+    pub(crate) max_queued: usize,
+    /// Bytes of request bodies of executions admitted but not started before execute gets 503.
+    #[arg(long, env = "WASM_HYPERVISOR_MAX_QUEUED_BYTES", default_value_t = BudgetConfig::default().max_queued_bytes)]
+    pub(crate) max_queued_bytes: u64,
+    /// Largest module a program may have; larger is invalid_module.
+    #[arg(long, env = "WASM_HYPERVISOR_MAX_MODULE_BYTES", default_value_t = SandboxConfig::default().max_module_bytes)]
+    pub(crate) max_module_bytes: usize,
     /// Sessions announced but not executed before new ones get 503.
     #[arg(
         long,
@@ -302,25 +320,22 @@ impl ServeArgs {
                 ));
             }
         }
-        // Each pending execution may claim the most memory a request can ask for.
-        let fit_in_budget = self.memory_budget / limits.max.memory_bytes.max(1);
-        if fit_in_budget == 0 {
-            return Err(invalid(
-                "memory-budget",
-                format!(
-                    "{} is below --max-memory-bytes {}: nothing could run",
-                    self.memory_budget, limits.max.memory_bytes
-                ),
-            ));
+        let crypto_threads = self.crypto_workers.unwrap_or_else(default_worker_threads);
+        if crypto_threads == 0 {
+            return Err(invalid("crypto-workers", "must be at least 1"));
         }
-        let max_pending_executions = self
-            .max_pending
-            .unwrap_or(4 * worker_threads)
-            .min(usize::try_from(fit_in_budget).unwrap_or(usize::MAX));
+        let budget = BudgetConfig {
+            memory_bytes: self
+                .memory_budget
+                .unwrap_or_else(|| BudgetConfig::default().memory_bytes),
+            max_queued: self.max_queued,
+            max_queued_bytes: self.max_queued_bytes,
+        };
         let sandbox = SandboxConfig {
             max_table_elements: self.max_table_elements,
             max_recursion_depth: self.max_recursion_depth,
             max_stack_height: self.max_stack_height,
+            max_module_bytes: self.max_module_bytes,
             ..SandboxConfig::default()
         };
         let tls = match (self.tls_cert, self.tls_key) {
@@ -345,10 +360,11 @@ impl ServeArgs {
             max_result_read_bytes: self.max_result_read_bytes,
             origin: self.origin,
             worker_threads,
+            crypto_threads,
+            budget,
             supervisor: SupervisorConfig {
                 session_ttl: Duration::from_secs(self.session_ttl_secs),
                 max_open_sessions: self.max_open_sessions,
-                max_pending_executions,
                 max_request_bytes: self.max_request_bytes,
             },
             limits,
@@ -413,18 +429,30 @@ mod tests {
         assert_eq!(origin.setting, "origin");
         let workers = parse("workers = 0\n", &[]).unwrap_err();
         assert_eq!(workers.setting, "workers");
-        let budget = parse("memory-budget = 1000\n", &[]).unwrap_err();
-        assert_eq!(budget.setting, "memory-budget");
+        let crypto = parse("crypto-workers = 0\n", &[]).unwrap_err();
+        assert_eq!(crypto.setting, "crypto-workers");
     }
 
     #[test]
-    fn the_memory_budget_caps_pending_executions() {
-        let config = parse("max-pending = 100\nmemory-budget = 1073741824\n", &[]).unwrap();
+    fn the_budget_and_its_queue_are_settings() {
+        let config = parse(
+            "memory-budget = 1073741824\nmax-queued = 7\nmax-queued-bytes = 1000\n",
+            &[],
+        )
+        .unwrap();
         assert_eq!(
-            config.supervisor.max_pending_executions, 4,
-            "1 GiB / 256 MiB"
+            config.budget,
+            BudgetConfig {
+                memory_bytes: 1 << 30,
+                max_queued: 7,
+                max_queued_bytes: 1000,
+            }
         );
-        let config = parse("max-pending = 3\n", &[]).unwrap();
-        assert_eq!(config.supervisor.max_pending_executions, 3);
+        let defaults = parse("", &[]).unwrap();
+        assert_eq!(defaults.budget, BudgetConfig::default());
+        assert!(
+            defaults.budget.max_queued >= 1000,
+            "a thousand executions are admitted"
+        );
     }
 }

@@ -8,7 +8,8 @@ use actix_web::{App, HttpServer, web};
 use wasm_hypervisor_actors::auditor::audit_log::{AuditError, AuditLog};
 use wasm_hypervisor_actors::auditor::store::{self, StoreError, StoreKind};
 use wasm_hypervisor_actors::auditor::{Auditor, LogHealth, Scrub};
-use wasm_hypervisor_actors::executor::WasmWorker;
+use wasm_hypervisor_actors::budget::MemoryBudget;
+use wasm_hypervisor_actors::executor::Lanes;
 use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::supervisor::Supervisor;
 use wasm_hypervisor_protocol::api::{self, SUITE};
@@ -43,6 +44,9 @@ pub enum ServerError {
         /// The store the existing log is in.
         found: StoreKind,
     },
+    /// The lanes' threads could not be started.
+    #[error("cannot start the worker threads")]
+    Threads(#[source] std::io::Error),
     /// The TLS certificate chain or key cannot be read or used.
     #[error("cannot use the TLS certificate or key {path}: {reason}")]
     Tls {
@@ -88,10 +92,15 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         &identity_body.origin,
         Arc::clone(&metrics),
     )?;
-    let workers = WasmWorker::start_pool(config.worker_threads, config.limits, config.sandbox);
+    let lanes = Lanes::start(
+        (config.worker_threads, config.crypto_threads),
+        MemoryBudget::new(config.budget),
+        config.limits,
+        config.sandbox,
+    )
+    .map_err(ServerError::Threads)?;
     let readiness = Readiness {
         log_health: log_health.clone(),
-        workers: workers.clone(),
     };
     let supervisor = {
         let (config, auditor, metrics) = (
@@ -100,7 +109,7 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             Arc::clone(&metrics),
         );
         Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            Supervisor::new(config, identity, workers, (auditor, log_health), metrics)
+            Supervisor::new(config, identity, lanes, (auditor, log_health), metrics)
         })
     };
     let state = web::Data::new(AppState {

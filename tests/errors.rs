@@ -285,9 +285,52 @@ async fn the_identity_is_published_as_specified() {
     daemon.pinned().await;
 }
 
+/// Posts `enc_request` in the background; the handle yields the answer's status.
+fn execute_in_background(
+    daemon: &Daemon,
+    session: &common::Session,
+    enc_request: Vec<u8>,
+) -> actix_rt::task::JoinHandle<u16> {
+    let url = daemon.url(&format!("/sessions/{}/execute", session.id()));
+    let ticket = session.ticket_hex();
+    actix_rt::spawn(async move {
+        awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish()
+            .post(url)
+            .insert_header(("Content-Type", SEALED_REQUEST_CONTENT_TYPE))
+            .insert_header(("Session-Ticket", ticket))
+            .send_body(enc_request)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+/// Waits, bounded, until the session's execution is consumed (its result says running).
+async fn until_running(daemon: &Daemon, session: &common::Session) {
+    let result_path = format!("/sessions/{}/result", session.id());
+    for _ in 0..500 {
+        if daemon.get(&result_path).await.0 == 202 {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "session {} never ran: {:?}",
+        session.id(),
+        daemon.get(&result_path).await
+    );
+}
+
 #[actix_rt::test]
 async fn a_full_queue_refuses_executions_without_consuming_them() {
-    let daemon = start(|config| config.supervisor.max_pending_executions = 1);
+    // Every execution reserves the whole budget, so one runs and one waits in the queue.
+    let daemon = start(|config| {
+        config.budget.memory_bytes = 1;
+        config.budget.max_queued = 1;
+    });
     let spin = wasm_hypervisor_protocol::payload::RequestPayload {
         limits: wasm_hypervisor_protocol::payload::RequestedLimits {
             timeout_ms: Some(1000),
@@ -297,52 +340,46 @@ async fn a_full_queue_refuses_executions_without_consuming_them() {
     };
     let busy = daemon.open_session().await;
     let (busy_request, _) = busy.seal(&spin.encode());
-    let waiting = daemon.open_session().await;
-    let (waiting_request, _) = waiting.seal(&payload(OK_PROGRAM).encode());
+    let queued = daemon.open_session().await;
+    let (queued_request, _) = queued.seal(&payload(OK_PROGRAM).encode());
+    let refused = daemon.open_session().await;
+    let (refused_request, _) = refused.seal(&payload(OK_PROGRAM).encode());
 
-    let running = actix_rt::spawn({
-        let url = daemon.url(&format!("/sessions/{}/execute", busy.id()));
-        let ticket = busy.ticket_hex();
-        async move {
-            awc::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .finish()
-                .post(url)
-                .insert_header(("Content-Type", SEALED_REQUEST_CONTENT_TYPE))
-                .insert_header(("Session-Ticket", ticket))
-                .send_body(busy_request)
-                .await
-                .unwrap()
-                .status()
-        }
-    });
-    // Wait until the first execution holds the only slot.
-    let result_path = format!("/sessions/{}/result", busy.id());
-    for _ in 0..100 {
-        if daemon.get(&result_path).await.0 == 202 {
+    let running = execute_in_background(&daemon, &busy, busy_request);
+    until_running(&daemon, &busy).await;
+    // Until the first has left the queue for its worker, the queue is full: try again.
+    let queued_path = format!("/sessions/{}/result", queued.id());
+    let mut waiting = execute_in_background(&daemon, &queued, queued_request.clone());
+    for _ in 0..500 {
+        if daemon.get(&queued_path).await.0 == 202 {
             break;
+        }
+        if waiting.is_finished() {
+            assert_eq!(
+                waiting.await.unwrap(),
+                503,
+                "refused while the first still queued"
+            );
+            waiting = execute_in_background(&daemon, &queued, queued_request.clone());
         }
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(
-        daemon.get(&result_path).await.0,
-        202,
-        "the first execution runs"
-    );
+    until_running(&daemon, &queued).await;
 
-    let mut refused = awc::Client::new()
-        .post(daemon.url(&format!("/sessions/{}/execute", waiting.id())))
+    let mut answer = awc::Client::new()
+        .post(daemon.url(&format!("/sessions/{}/execute", refused.id())))
         .insert_header(("Content-Type", SEALED_REQUEST_CONTENT_TYPE))
-        .insert_header(("Session-Ticket", waiting.ticket_hex()))
-        .send_body(waiting_request.clone())
+        .insert_header(("Session-Ticket", refused.ticket_hex()))
+        .send_body(refused_request.clone())
         .await
         .unwrap();
-    assert_eq!(refused.status(), 503);
-    assert!(refused.headers().get("Retry-After").is_some());
-    assert_eq!(error_code(&refused.body().await.unwrap()).0, "overloaded");
+    assert_eq!(answer.status(), 503);
+    assert!(answer.headers().get("Retry-After").is_some());
+    assert_eq!(error_code(&answer.body().await.unwrap()).0, "overloaded");
 
     assert_eq!(running.await.unwrap(), 200);
-    let (status, body) = waiting.execute(&daemon, waiting_request).await;
+    assert_eq!(waiting.await.unwrap(), 200, "the queued one ran after it");
+    let (status, body) = refused.execute(&daemon, refused_request).await;
     assert_eq!(
         status,
         200,

@@ -1,78 +1,107 @@
-//! The per-session executor actor and the pool of wasm worker threads it runs on.
+//! The per-session executor actor and the lanes its execution runs on.
 //!
-//! The executor lives exactly as long as its session's execution: it hands the job to the
-//! worker pool (a `SyncArbiter`, one thread per core by default, so CPU-bound programs never
-//! block HTTP or the supervisor), passes the result on and stops. The job, and with it the
-//! session's private key, is dropped, and so zeroized, when the worker is done with it.
-
-use std::panic::{AssertUnwindSafe, catch_unwind};
+//! The executor lives exactly as long as its session's execution and owns it: it opens the
+//! request on the crypto lane, waits for its memory reservation, hands the run to the wasm
+//! lane, where it runs a slice at a time between everyone else's slices, has the result
+//! sealed on the crypto lane, reports the end and stops. The session's private key is dropped,
+//! and so zeroized, as soon as the request is opened.
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::sandbox::SandboxConfig;
-use crate::session::{self, Finished, Job, LimitsPolicy};
+use crate::budget::{MemoryBudget, QueuePlace};
+use crate::lane::Lane;
+use crate::sandbox::{Run, RunReport, SandboxConfig, Step};
+use crate::session::{self, Finished, Job, LimitsPolicy, Opened};
 
 /// wasmi's translator and executor keep large frames in debug builds; the default 2 MiB of a
 /// spawned thread is not enough for deep but legal programs.
-const WORKER_STACK_BYTES: usize = 16 << 20;
+const WASM_STACK_BYTES: usize = 16 << 20;
 
-/// The pool's threads. Each message is one whole session, run to completion.
-pub struct WasmWorker {
+/// Hashing, opening and sealing need no deep stack.
+const CRYPTO_STACK_BYTES: usize = 2 << 20;
+
+/// Where executions run, and by what rules.
+#[derive(Clone)]
+pub struct Lanes {
+    wasm: Lane,
+    crypto: Lane,
+    budget: MemoryBudget,
     policy: LimitsPolicy,
     sandbox: SandboxConfig,
 }
 
-impl WasmWorker {
-    /// Starts `threads` worker threads.
-    pub fn start_pool(threads: usize, policy: LimitsPolicy, sandbox: SandboxConfig) -> Addr<Self> {
-        SyncArbiter::start_with_thread_builder(
-            threads,
-            || {
-                std::thread::Builder::new()
-                    .name("wasm-worker".into())
-                    .stack_size(WORKER_STACK_BYTES)
-            },
-            move || Self { policy, sandbox },
-        )
+impl Lanes {
+    /// Starts `wasm_threads` threads for slices of programs and `crypto_threads` for the
+    /// public-key work and hashing around them.
+    pub fn start(
+        (wasm_threads, crypto_threads): (usize, usize),
+        budget: MemoryBudget,
+        policy: LimitsPolicy,
+        sandbox: SandboxConfig,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            wasm: Lane::start("wasm-worker", wasm_threads, WASM_STACK_BYTES)?,
+            crypto: Lane::start("crypto", crypto_threads, CRYPTO_STACK_BYTES)?,
+            budget,
+            policy,
+            sandbox,
+        })
+    }
+
+    /// The lane for announcements' keys and signatures, and for hashing request bodies.
+    pub fn crypto(&self) -> &Lane {
+        &self.crypto
+    }
+
+    /// The memory budget and the queue of executions waiting for it.
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    /// Slices waiting for a wasm thread.
+    pub fn runnable(&self) -> usize {
+        self.wasm.queued()
+    }
+
+    /// Runs `run` a slice at a time, each slice a job at the tail of the wasm lane.
+    fn run_slices(&self, run: Box<Run>) -> oneshot::Receiver<RunReport> {
+        let (done, report) = oneshot::channel();
+        next_slice(&self.wasm, run, done);
+        report
     }
 }
 
-impl Actor for WasmWorker {
-    type Context = SyncContext<Self>;
-}
-
-#[derive(Message)]
-#[rtype(result = "Finished")]
-struct RunJob(Job);
-
-impl Handler<RunJob> for WasmWorker {
-    type Result = MessageResult<RunJob>;
-
-    fn handle(&mut self, RunJob(job): RunJob, _: &mut Self::Context) -> Self::Result {
-        // A bug in the sandbox must cost one session, not a worker thread.
-        let finished = catch_unwind(AssertUnwindSafe(|| {
-            session::run(job, &self.policy, &self.sandbox)
-        }))
-        .unwrap_or(Finished::Internal("the worker panicked"));
-        MessageResult(finished)
-    }
+fn next_slice(lane: &Lane, run: Box<Run>, done: oneshot::Sender<RunReport>) {
+    lane.push(move |lane| {
+        // Nobody waits for it any more (the daemon is stopping): its slices are wasted.
+        if done.is_closed() {
+            return;
+        }
+        match run.step() {
+            Step::Yielded(run) => next_slice(lane, run, done),
+            Step::Ended(report) => {
+                let _ = done.send(report);
+            }
+        }
+    });
 }
 
 /// One session's executor.
 pub(crate) struct Executor {
-    job: Option<Job>,
-    workers: Addr<WasmWorker>,
+    job: Option<(Job, QueuePlace)>,
+    lanes: Lanes,
     done: Option<oneshot::Sender<Finished>>,
 }
 
 impl Executor {
-    /// Starts the executor; the receiver yields the session's end.
-    pub(crate) fn spawn(job: Job, workers: Addr<WasmWorker>) -> oneshot::Receiver<Finished> {
+    /// Starts the executor of a job that holds `place` in the queue of admitted executions;
+    /// the receiver yields the session's end.
+    pub(crate) fn spawn(job: Job, place: QueuePlace, lanes: Lanes) -> oneshot::Receiver<Finished> {
         let (done, finished) = oneshot::channel();
         Self {
-            job: Some(job),
-            workers,
+            job: Some((job, place)),
+            lanes,
             done: Some(done),
         }
         .start();
@@ -84,14 +113,12 @@ impl Actor for Executor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let Some(job) = self.job.take() else {
+        let Some((job, place)) = self.job.take() else {
             return ctx.stop();
         };
-        self.workers
-            .send(RunJob(job))
+        execute(job, place, self.lanes.clone())
             .into_actor(self)
-            .map(|result, executor, ctx| {
-                let finished = result.unwrap_or(Finished::Internal("the worker pool stopped"));
+            .map(|finished, executor, ctx| {
                 if let Some(done) = executor.done.take() {
                     // The supervisor may be gone during shutdown; nothing is left to tell.
                     let _ = done.send(finished);
@@ -99,5 +126,50 @@ impl Actor for Executor {
                 ctx.stop();
             })
             .wait(ctx);
+    }
+}
+
+/// Opens, runs and seals one job. A panic on a lane ends the session as `internal`.
+async fn execute(job: Job, place: QueuePlace, lanes: Lanes) -> Finished {
+    const PANICKED: Finished = Finished::Internal("a step of the execution panicked");
+    let (policy, sandbox) = (lanes.policy, lanes.sandbox);
+    let opened = lanes
+        .crypto
+        .run(move || session::open(job, &policy, &sandbox));
+    let Ok(opened) = opened.await else {
+        return PANICKED;
+    };
+    match opened {
+        Opened::UnsealFailed => Finished::UnsealFailed,
+        Opened::Internal(reason) => Finished::Internal(reason),
+        Opened::BadPayload {
+            output_map,
+            sealing,
+        } => {
+            let sealed = lanes
+                .crypto
+                .run(move || session::seal(sealing, &output_map));
+            sealed.await.unwrap_or(PANICKED)
+        }
+        Opened::Run {
+            run,
+            reservation_bytes,
+            sealing,
+        } => {
+            let Ok(reservation) = lanes.budget.reserve(reservation_bytes).await else {
+                return Finished::Internal("the memory budget went away");
+            };
+            // Started: it leaves the queue of admitted executions.
+            drop(place);
+            let Ok(report) = lanes.run_slices(run).await else {
+                return PANICKED;
+            };
+            let sealed = lanes
+                .crypto
+                .run(move || session::finish_run(sealing, report));
+            let finished = sealed.await.unwrap_or(PANICKED);
+            drop(reservation);
+            finished
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! wasm-hypervisor's actors: the supervisor (sessions and admission), one executor per session
-//! with the wasm worker pool and sandbox it runs on. Nothing here knows about HTTP.
+//! with the lanes and the sandbox it runs on, and the auditor. Nothing here knows about HTTP.
 
 #![forbid(unsafe_code)]
 
 pub mod auditor;
+pub mod budget;
 pub mod error;
 pub mod executor;
+pub mod lane;
 pub mod metrics;
 pub mod sandbox;
 pub mod session;

@@ -1,6 +1,7 @@
-//! One session's execution from sealed request to sealed result: open, decode, apply limits,
-//! run the sandbox, build the output map and seal it. Synchronous and CPU-bound: it runs on a
-//! wasm worker thread, never on an HTTP or supervisor thread.
+//! One session's execution from sealed request to sealed result, in the steps the lanes take:
+//! [`open`] (open, decode, apply limits, commit to the plaintext, prepare the run), the run's
+//! slices, then [`finish_run`] (build the output map and seal it). Synchronous and CPU-bound:
+//! every step runs on a lane thread, never on an HTTP or actor thread.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use wasm_hypervisor_protocol::payload::{
 use wasm_hypervisor_protocol::sealing::{RESPONSE_NONCE_LEN, ResponseKey, SessionKeyPair};
 use zeroize::Zeroizing;
 
-use crate::sandbox::{self, Program, SandboxConfig};
+use crate::sandbox::{self, Program, Run, RunReport, SandboxConfig, Step};
 
 /// The server's default and maximum for each limit a request may set (§4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +115,41 @@ pub enum Finished {
     Internal(&'static str),
 }
 
-/// Opens, runs and seals one session.
-pub fn run(job: Job, policy: &LimitsPolicy, sandbox_config: &SandboxConfig) -> Finished {
+/// A session whose request opened, between the crypto lane and the wasm lane.
+pub(crate) enum Opened {
+    /// The request did not open.
+    UnsealFailed,
+    /// The daemon failed; the reason is for its log only.
+    Internal(&'static str),
+    /// The payload decoded; the run waits for its slices.
+    Run {
+        run: Box<Run>,
+        /// Memory to reserve before the run may start, at its own limits.
+        reservation_bytes: u64,
+        sealing: Sealing,
+    },
+    /// The payload did not decode: the output map is `bad_payload` already.
+    BadPayload {
+        output_map: Box<OutputMap>,
+        sealing: Sealing,
+    },
+}
+
+/// What sealing the result needs once the program has run. The plaintext is gone by then:
+/// its commitment is made when it is opened.
+pub(crate) struct Sealing {
+    session_id: [u8; 16],
+    request_commitment: Digest,
+    input_commitment: Digest,
+    input_blind: [u8; 32],
+    response_key: ResponseKey,
+    server_seed: Zeroizing<[u8; 32]>,
+    random_seed: [u8; 32],
+    limits: Limits,
+}
+
+/// Opens one session's request and prepares its run: the crypto lane's first job.
+pub(crate) fn open(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> Opened {
     let Job {
         session_id,
         keys,
@@ -128,78 +162,28 @@ pub fn run(job: Job, policy: &LimitsPolicy, sandbox_config: &SandboxConfig) -> F
     let opened = keys.open_request(&announcement_hash, &enc_request);
     // The private key has done its one job; dropping it zeroizes it.
     drop(keys);
+    drop(enc_request);
     let Ok((plaintext, response_key)) = opened else {
-        return Finished::UnsealFailed;
+        return Opened::UnsealFailed;
     };
-    let output_map = Zeroizing::new(execute(
-        &plaintext,
-        &server_seed,
-        issued_at,
-        policy,
-        sandbox_config,
-    ));
-    match seal(
-        &session_id,
-        &plaintext,
-        &output_map,
-        &response_key,
-        &request_commitment,
-    ) {
-        Ok(sealed) => Finished::Sealed(Box::new(sealed)),
-        Err(reason) => Finished::Internal(reason),
-    }
-}
-
-/// Builds the result payload around the output map, seals it and computes the commitments.
-fn seal(
-    session_id: &[u8; 16],
-    plaintext: &[u8],
-    output_map: &OutputMap,
-    response_key: &ResponseKey,
-    request_commitment: &Digest,
-) -> Result<Sealed, &'static str> {
-    let input_blind = random_bytes::<32>()?;
-    let output_blind = random_bytes::<32>()?;
-    let result_payload = Zeroizing::new(ResultPayload {
-        output: output_map.encode(),
+    let input_blind = match random_bytes::<32>() {
+        Ok(blind) => blind,
+        Err(reason) => return Opened::Internal(reason),
+    };
+    let mut sealing = Sealing {
+        session_id,
+        request_commitment,
+        input_commitment: commitment::input_commitment(&input_blind, &plaintext),
         input_blind,
-        output_blind,
-    });
-    let enc_response = response_key
-        .seal(
-            &Zeroizing::new(result_payload.encode()),
-            &random_bytes::<RESPONSE_NONCE_LEN>()?,
-        )
-        .map_err(|_| "sealing the response failed")?;
-    let result_commitment = commitment::result_commitment(request_commitment, &enc_response);
-    Ok(Sealed {
-        response: Some(ExecutedBody::new(
-            session_id,
-            *request_commitment,
-            result_commitment,
-            &enc_response,
-        )),
-        result_commitment,
-        input_commitment: commitment::input_commitment(&input_blind, plaintext),
-        output_commitment: commitment::output_commitment(&output_blind, &result_payload.output),
-        status: output_map.status,
-        fuel_consumed: output_map.fuel_consumed,
-        duration: Duration::from_micros(output_map.duration_us),
-    })
-}
-
-/// Decodes the payload and runs it; a payload that does not decode is a `bad_payload` result.
-fn execute(
-    plaintext: &[u8],
-    server_seed: &[u8; 32],
-    issued_at: u64,
-    policy: &LimitsPolicy,
-    sandbox_config: &SandboxConfig,
-) -> OutputMap {
-    let payload = match RequestPayload::decode(plaintext) {
+        response_key,
+        random_seed: commitment::random_seed(&server_seed, &[0; 32]),
+        server_seed,
+        limits: policy.default,
+    };
+    let payload = match RequestPayload::decode(&plaintext) {
         Ok(payload) => Zeroizing::new(payload),
         Err(error) => {
-            return OutputMap {
+            let output_map = OutputMap {
                 status: Status::BadPayload,
                 exit_code: None,
                 stdout: Vec::new(),
@@ -210,36 +194,131 @@ fn execute(
                 fuel_consumed: 0,
                 duration_us: 0,
                 engine: sandbox::ENGINE.to_owned(),
-                server_seed: *server_seed,
-                random_seed: commitment::random_seed(server_seed, &[0; 32]),
+                server_seed: *sealing.server_seed,
+                random_seed: sealing.random_seed,
+            };
+            return Opened::BadPayload {
+                output_map: Box::new(output_map),
+                sealing,
             };
         }
     };
-    let limits = policy.apply(&payload.limits);
-    let random_seed = commitment::random_seed(server_seed, &payload.seed.unwrap_or([0; 32]));
+    drop(plaintext);
+    sealing.limits = policy.apply(&payload.limits);
+    sealing.random_seed =
+        commitment::random_seed(&sealing.server_seed, &payload.seed.unwrap_or([0; 32]));
     let program = Program {
         wasm: &payload.wasm,
         entry: payload.entry.as_deref().unwrap_or("_start"),
         args: &payload.args,
         env: &payload.env,
         stdin: &payload.stdin,
-        random_seed,
+        random_seed: sealing.random_seed,
         issued_at_secs: issued_at,
     };
-    let report = sandbox::run(&program, &limits, sandbox_config);
-    OutputMap {
+    Opened::Run {
+        run: Run::new(&program, sealing.limits, config),
+        reservation_bytes: reservation_bytes(&payload, &sealing.limits, config),
+        sealing,
+    }
+}
+
+/// The memory a run may come to hold, at its own limits: its linear memory, its output, the
+/// value stack, and its module and inputs with room for their translation (wasmi's code is a
+/// few times the size of the Wasm it comes from).
+fn reservation_bytes(payload: &RequestPayload, limits: &Limits, config: &SandboxConfig) -> u64 {
+    let inputs = payload.wasm.len().saturating_mul(4)
+        + payload.stdin.len()
+        + payload.args.iter().map(String::len).sum::<usize>()
+        + payload
+            .env
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum::<usize>();
+    limits
+        .memory_bytes
+        .saturating_add(limits.output_bytes)
+        .saturating_add(config.max_stack_height as u64)
+        .saturating_add(inputs as u64)
+}
+
+/// Builds the output map of a run that ended, and seals it: the crypto lane's second job.
+pub(crate) fn finish_run(sealing: Sealing, report: RunReport) -> Finished {
+    let output_map = OutputMap {
         status: report.status,
         exit_code: report.exit_code,
         stdout: report.stdout,
         stderr: report.stderr,
         returns: report.returns,
         error: report.error,
-        limits,
+        limits: sealing.limits,
         fuel_consumed: report.fuel_consumed,
         duration_us: u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX),
         engine: sandbox::ENGINE.to_owned(),
-        server_seed: *server_seed,
-        random_seed,
+        server_seed: *sealing.server_seed,
+        random_seed: sealing.random_seed,
+    };
+    seal(sealing, &Zeroizing::new(output_map))
+}
+
+/// Seals an output map into the result payload and computes the commitments.
+pub(crate) fn seal(sealing: Sealing, output_map: &OutputMap) -> Finished {
+    match try_seal(sealing, output_map) {
+        Ok(sealed) => Finished::Sealed(Box::new(sealed)),
+        Err(reason) => Finished::Internal(reason),
+    }
+}
+
+fn try_seal(sealing: Sealing, output_map: &OutputMap) -> Result<Sealed, &'static str> {
+    let output_blind = random_bytes::<32>()?;
+    let result_payload = Zeroizing::new(ResultPayload {
+        output: output_map.encode(),
+        input_blind: sealing.input_blind,
+        output_blind,
+    });
+    let enc_response = sealing
+        .response_key
+        .seal(
+            &Zeroizing::new(result_payload.encode()),
+            &random_bytes::<RESPONSE_NONCE_LEN>()?,
+        )
+        .map_err(|_| "sealing the response failed")?;
+    let result_commitment =
+        commitment::result_commitment(&sealing.request_commitment, &enc_response);
+    Ok(Sealed {
+        response: Some(ExecutedBody::new(
+            &sealing.session_id,
+            sealing.request_commitment,
+            result_commitment,
+            &enc_response,
+        )),
+        result_commitment,
+        input_commitment: sealing.input_commitment,
+        output_commitment: commitment::output_commitment(&output_blind, &result_payload.output),
+        status: output_map.status,
+        fuel_consumed: output_map.fuel_consumed,
+        duration: Duration::from_micros(output_map.duration_us),
+    })
+}
+
+/// Opens, runs and seals one session on this thread: for benchmarks and tests. The daemon
+/// spreads the same steps over its lanes.
+pub fn run(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> Finished {
+    match open(job, policy, config) {
+        Opened::UnsealFailed => Finished::UnsealFailed,
+        Opened::Internal(reason) => Finished::Internal(reason),
+        Opened::BadPayload {
+            output_map,
+            sealing,
+        } => seal(sealing, &output_map),
+        Opened::Run {
+            mut run, sealing, ..
+        } => loop {
+            match run.step() {
+                Step::Yielded(next) => run = next,
+                Step::Ended(report) => break finish_run(sealing, report),
+            }
+        },
     }
 }
 

@@ -23,8 +23,9 @@ use zeroize::Zeroizing;
 
 use crate::auditor::audit_log::{Appended, AuditError, NewLeaf, StoredResult, unix_millis};
 use crate::auditor::{Append, Ask, Auditor, LogHealth, SessionResult};
+use crate::budget::QueuePlace;
 use crate::error::Error;
-use crate::executor::{Executor, WasmWorker};
+use crate::executor::{Executor, Lanes};
 use crate::metrics::Metrics;
 use crate::os_random;
 use crate::session::{Finished, Job};
@@ -38,8 +39,6 @@ pub struct SupervisorConfig {
     pub session_ttl: Duration,
     /// Sessions announced but not yet executed. Default: 10 000.
     pub max_open_sessions: usize,
-    /// Executions running or waiting for a worker. Default: 4 × the worker threads.
-    pub max_pending_executions: usize,
     /// Largest accepted `enc_request`. Default: 16 MiB.
     pub max_request_bytes: usize,
 }
@@ -49,7 +48,6 @@ impl Default for SupervisorConfig {
         Self {
             session_ttl: Duration::from_secs(60),
             max_open_sessions: 10_000,
-            max_pending_executions: 4 * default_worker_threads(),
             max_request_bytes: 16 << 20,
         }
     }
@@ -73,7 +71,8 @@ pub struct Supervisor {
     identity: Arc<IdentityKey>,
     /// The identity's fingerprint, which every announcement carries.
     identity_fpr: Digest,
-    workers: Addr<WasmWorker>,
+    /// Where executions run, and the memory budget and queue that admission checks.
+    lanes: Lanes,
     auditor: Addr<Auditor>,
     log_health: LogHealth,
     metrics: Arc<Metrics>,
@@ -85,8 +84,10 @@ pub struct Supervisor {
     /// When to forget an expired session, queued at its expiry plus one constant, so also in
     /// order.
     tombstones: VecDeque<(u64, Uuid)>,
-    /// The sessions in [`Session::Open`], counted rather than scanned for.
+    /// The sessions in [`Session::Open`], and those being announced, counted rather than
+    /// scanned for.
     open_sessions: usize,
+    /// Executions consumed and not ended, for the metrics.
     pending_executions: usize,
 }
 
@@ -114,11 +115,11 @@ struct OpenSession {
 }
 
 impl Supervisor {
-    /// A supervisor with no sessions, running sessions on `workers` and logging to `auditor`.
+    /// A supervisor with no sessions, running sessions on `lanes` and logging to `auditor`.
     pub fn new(
         config: SupervisorConfig,
         identity: Arc<IdentityKey>,
-        workers: Addr<WasmWorker>,
+        lanes: Lanes,
         (auditor, log_health): (Addr<Auditor>, LogHealth),
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -126,7 +127,7 @@ impl Supervisor {
             config,
             identity_fpr: identity.public().fingerprint(),
             identity,
-            workers,
+            lanes,
             auditor,
             log_health,
             metrics,
@@ -169,7 +170,9 @@ impl Supervisor {
         self.metrics.set_open_sessions(self.open_sessions);
     }
 
-    fn create_session(&mut self, client_nonce: &str) -> Result<Created, Error> {
+    /// The checks of `POST /sessions`; on success a place among the open sessions is taken
+    /// for the announcement the crypto lane is about to make.
+    fn admit_announcement(&mut self, client_nonce: &str) -> Result<Digest, Error> {
         let client_nonce = hex_decode::<32>(client_nonce)
             .filter(|nonce| *nonce != [0; 32])
             .ok_or(Error::BadClientNonce)?;
@@ -180,43 +183,26 @@ impl Supervisor {
                 retry_after_secs: RETRY_AFTER_SECS,
             });
         }
-        let internal = |_| Error::Unavailable("the daemon could not draw randomness");
-        let keys = SessionKeyPair::derive(&*Zeroizing::new(os_random::<32>().map_err(internal)?));
-        let server_seed = Zeroizing::new(os_random::<32>().map_err(internal)?);
-        let session_id = Uuid::new_v4();
-        let issued_at = unix_now();
-        let announcement = Announcement {
-            session_id: *session_id.as_bytes(),
-            issued_at,
-            expires_at: issued_at.saturating_add(self.config.session_ttl.as_secs()),
-            client_nonce,
-            identity_fpr: self.identity_fpr,
-            seed_commitment: commitment::seed_commitment(&server_seed),
-            public_key: *keys.public_key(),
-        };
-        let tbs = announcement.to_tbs();
-        let signature = announcement.sign(&self.identity);
-        self.sessions.insert(
-            session_id,
-            Session::Open(Box::new(OpenSession {
-                expires_at: announcement.expires_at,
-                client_nonce,
-                announcement_hash: commitment::h3(&tbs),
-                issued_at,
-                keys,
-                server_seed,
-            })),
-        );
-        self.expiries
-            .push_back((announcement.expires_at, session_id));
         self.open_sessions += 1;
+        Ok(client_nonce)
+    }
+
+    /// Enters an announcement made on the crypto lane into the table.
+    fn open_session(&mut self, announced: Result<Announced, Error>) -> Result<Created, Error> {
+        let announced = match announced {
+            Ok(announced) => announced,
+            Err(error) => {
+                self.open_sessions -= 1;
+                return Err(error);
+            }
+        };
+        let Announced { session, created } = announced;
+        self.sessions
+            .insert(created.session_id, Session::Open(session));
+        self.expiries
+            .push_back((created.expires_at, created.session_id));
         self.metrics.set_open_sessions(self.open_sessions);
-        Ok(Created {
-            session_id,
-            expires_at: announcement.expires_at,
-            tbs,
-            signature,
-        })
+        Ok(created)
     }
 
     /// The checks of §4 that need no body, in their order: 404, 410, 409, 403, 503.
@@ -240,9 +226,8 @@ impl Supervisor {
             return Err(Error::BadTicket);
         }
         // A session consumed now would need the log twice; without it, it must stay unused.
-        if !self.log_health.is_writable()
-            || self.pending_executions >= self.config.max_pending_executions
-        {
+        // The queue of admitted executions is the one bound: what runs is bounded by memory.
+        if !self.log_health.is_writable() || !self.lanes.budget().has_room() {
             self.metrics.refused("executions");
             return Err(Error::Overloaded {
                 retry_after_secs: RETRY_AFTER_SECS,
@@ -251,11 +236,24 @@ impl Supervisor {
         Ok(session_id)
     }
 
-    /// All checks of §4 in their order; on success the session is consumed and its job built.
-    fn consume(&mut self, request: Execute) -> Result<(Uuid, Job), Error> {
+    /// All checks of §4 in their order; on success the session is consumed, with its place in
+    /// the queue of admitted executions.
+    fn consume(&mut self, request: Execute) -> Result<(Uuid, Consumed), Error> {
         let session_id = self.admit(&request.session_id, request.ticket.as_deref())?;
-        let enc_request = match request.body {
-            RequestBody::Complete(body) => body,
+        let (enc_request, place) = match request.body {
+            RequestBody::Complete(body) => {
+                let place = self
+                    .lanes
+                    .budget()
+                    .admit(body.len() as u64)
+                    .ok_or_else(|| {
+                        self.metrics.refused("executions");
+                        Error::Overloaded {
+                            retry_after_secs: RETRY_AFTER_SECS,
+                        }
+                    })?;
+                (body, place)
+            }
             RequestBody::TooLarge => {
                 return Err(Error::PayloadTooLarge {
                     max_bytes: self.config.max_request_bytes,
@@ -293,16 +291,17 @@ impl Supervisor {
         } = *open;
         *session = Session::Running { expires_at };
         self.open_sessions -= 1;
-        let job = Job {
-            session_id: *session_id.as_bytes(),
-            keys,
-            announcement_hash,
-            issued_at,
-            server_seed,
-            request_commitment: commitment::request_commitment(&announcement_hash, &enc_request),
-            enc_request,
-        };
-        Ok((session_id, job))
+        Ok((
+            session_id,
+            Consumed {
+                keys,
+                announcement_hash,
+                issued_at,
+                server_seed,
+                enc_request,
+                place,
+            },
+        ))
     }
 
     /// Records how a consumed session ended and decides its answer: the body the log kept.
@@ -387,6 +386,65 @@ impl Supervisor {
     }
 }
 
+/// A consumed session: what its job needs once its request is hashed, and its place in the
+/// queue of admitted executions.
+struct Consumed {
+    keys: SessionKeyPair,
+    announcement_hash: Digest,
+    issued_at: u64,
+    server_seed: Zeroizing<[u8; 32]>,
+    enc_request: Vec<u8>,
+    place: QueuePlace,
+}
+
+/// A new session: its keys and seed for the table, and its signed announcement for the client.
+struct Announced {
+    session: Box<OpenSession>,
+    created: Created,
+}
+
+/// Draws a session's keys and seed and signs its announcement: the crypto lane's work for
+/// `POST /sessions`.
+fn announce(
+    identity: &IdentityKey,
+    identity_fpr: Digest,
+    ttl: Duration,
+    client_nonce: Digest,
+) -> Result<Announced, Error> {
+    let internal = |_| Error::Unavailable("the daemon could not draw randomness");
+    let keys = SessionKeyPair::derive(&*Zeroizing::new(os_random::<32>().map_err(internal)?));
+    let server_seed = Zeroizing::new(os_random::<32>().map_err(internal)?);
+    let session_id = Uuid::new_v4();
+    let issued_at = unix_now();
+    let announcement = Announcement {
+        session_id: *session_id.as_bytes(),
+        issued_at,
+        expires_at: issued_at.saturating_add(ttl.as_secs()),
+        client_nonce,
+        identity_fpr,
+        seed_commitment: commitment::seed_commitment(&server_seed),
+        public_key: *keys.public_key(),
+    };
+    let tbs = announcement.to_tbs();
+    let signature = announcement.sign(identity);
+    Ok(Announced {
+        session: Box::new(OpenSession {
+            expires_at: announcement.expires_at,
+            client_nonce,
+            announcement_hash: commitment::h3(&tbs),
+            issued_at,
+            keys,
+            server_seed,
+        }),
+        created: Created {
+            session_id,
+            expires_at: announcement.expires_at,
+            tbs,
+            signature,
+        },
+    })
+}
+
 /// A session the daemon failed: the cause goes to the daemon's log, never to the client.
 fn internal(session_id: Uuid, request_commitment: &Digest, cause: &str) -> Result<Vec<u8>, Error> {
     log::error!(
@@ -412,11 +470,40 @@ struct Ended {
 /// request is durable, and nobody hears of its end before that is durable too.
 async fn run_logged(
     session_id: Uuid,
-    job: Job,
+    consumed: Consumed,
     auditor: Addr<Auditor>,
-    workers: Addr<WasmWorker>,
+    lanes: Lanes,
 ) -> Ended {
-    let request_commitment = job.request_commitment;
+    let Consumed {
+        keys,
+        announcement_hash,
+        issued_at,
+        server_seed,
+        enc_request,
+        place,
+    } = consumed;
+    // Up to 16 MiB to hash: the crypto lane's work, not this actor's.
+    let hashed = lanes.crypto().run(move || {
+        let request_commitment = commitment::request_commitment(&announcement_hash, &enc_request);
+        (request_commitment, enc_request)
+    });
+    let Ok((request_commitment, enc_request)) = hashed.await else {
+        return Ended {
+            request_commitment: ABSENT,
+            request_index: None,
+            finished: Finished::Internal("hashing the request panicked"),
+            result: None,
+        };
+    };
+    let job = Job {
+        session_id: *session_id.as_bytes(),
+        keys,
+        announcement_hash,
+        issued_at,
+        server_seed,
+        enc_request,
+        request_commitment,
+    };
     let request = auditor
         .send(Append(NewLeaf::from(Leaf::Request(RequestLeaf {
             session_id: *session_id.as_bytes(),
@@ -433,7 +520,7 @@ async fn run_logged(
             result: None,
         };
     };
-    let mut finished = Executor::spawn(job, workers)
+    let mut finished = Executor::spawn(job, place, lanes)
         .await
         .unwrap_or(Finished::Internal("the executor stopped early"));
     let (outcome, result_commitment, input_commitment, output_commitment, response) =
@@ -500,10 +587,31 @@ pub struct Created {
 }
 
 impl Handler<CreateSession> for Supervisor {
-    type Result = Result<Created, Error>;
+    type Result = ResponseActFuture<Self, Result<Created, Error>>;
 
     fn handle(&mut self, message: CreateSession, _: &mut Self::Context) -> Self::Result {
-        self.create_session(&message.client_nonce)
+        let client_nonce = match self.admit_announcement(&message.client_nonce) {
+            Ok(client_nonce) => client_nonce,
+            Err(error) => return Box::pin(fut::ready(Err(error))),
+        };
+        let (identity, identity_fpr, ttl) = (
+            Arc::clone(&self.identity),
+            self.identity_fpr,
+            self.config.session_ttl,
+        );
+        let announced = self
+            .lanes
+            .crypto()
+            .run(move || announce(&identity, identity_fpr, ttl, client_nonce));
+        Box::pin(
+            async move {
+                announced
+                    .await
+                    .unwrap_or(Err(Error::Unavailable("making the announcement failed")))
+            }
+            .into_actor(self)
+            .map(|announced, supervisor, _| supervisor.open_session(announced)),
+        )
     }
 }
 
@@ -555,7 +663,7 @@ impl Handler<Execute> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Vec<u8>, Error>>;
 
     fn handle(&mut self, message: Execute, _: &mut Self::Context) -> Self::Result {
-        let (session_id, job) = match self.consume(message) {
+        let (session_id, consumed) = match self.consume(message) {
             Ok(consumed) => consumed,
             Err(error) => return Box::pin(fut::ready(Err(error))),
         };
@@ -563,7 +671,12 @@ impl Handler<Execute> for Supervisor {
         self.pending_executions += 1;
         self.metrics.set_pending_executions(self.pending_executions);
         self.metrics.set_open_sessions(self.open_sessions);
-        let run = run_logged(session_id, job, self.auditor.clone(), self.workers.clone());
+        let run = run_logged(
+            session_id,
+            consumed,
+            self.auditor.clone(),
+            self.lanes.clone(),
+        );
         Box::pin(
             run.into_actor(self)
                 .map(move |ended, supervisor, _| supervisor.finish(session_id, consumed_at, ended)),
@@ -657,6 +770,7 @@ mod tests {
     use crate::auditor::audit_log::{AuditLog, ResultRetention};
     use crate::auditor::store::testing::FillingDisk;
     use crate::auditor::store::{self, StoreKind};
+    use crate::budget::{BudgetConfig, MemoryBudget};
     use crate::sandbox::SandboxConfig;
     use crate::session::LimitsPolicy;
 
@@ -706,11 +820,17 @@ mod tests {
         .unwrap();
         let metrics = Arc::new(Metrics::default());
         let auditor = Auditor::start_with(log, Arc::clone(&metrics));
-        let workers = WasmWorker::start_pool(1, LimitsPolicy::default(), SandboxConfig::default());
+        let lanes = Lanes::start(
+            (1, 1),
+            MemoryBudget::new(BudgetConfig::default()),
+            LimitsPolicy::default(),
+            SandboxConfig::default(),
+        )
+        .unwrap();
         let supervisor = Supervisor::new(
             SupervisorConfig::default(),
             identity,
-            workers,
+            lanes,
             auditor,
             metrics,
         )

@@ -17,7 +17,6 @@ use wasm_hypervisor_actors::auditor::LogHealth;
 use wasm_hypervisor_actors::auditor::{
     Ask, Auditor, ConsistencyProof, LatestCheckpoint, LeafRange, Question, SessionEntries,
 };
-use wasm_hypervisor_actors::executor::WasmWorker;
 use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::supervisor::{
     Admit, CreateSession, Execute, GetResult, RequestBody, ResultState, Supervisor,
@@ -42,10 +41,9 @@ pub(crate) struct AppState {
     pub(crate) result_reads: ReadBudget,
 }
 
-/// What `/readyz` checks: the log takes writes and the worker pool runs.
+/// What `/readyz` checks: the log takes writes.
 pub(crate) struct Readiness {
     pub(crate) log_health: LogHealth,
-    pub(crate) workers: Addr<WasmWorker>,
 }
 
 /// `POST /sessions` bodies are one short JSON object.
@@ -74,16 +72,10 @@ async fn healthz() -> HttpResponse {
     }))
 }
 
-/// Ready: the audit log takes writes and the worker pool runs.
+/// Ready: the audit log takes writes.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let readiness = &state.readiness;
-    let problem = if !readiness.log_health.is_writable() {
-        Some("the audit log is not writable")
-    } else if !readiness.workers.connected() {
-        Some("the wasm worker pool stopped")
-    } else {
-        None
-    };
+    let problem = (!readiness.log_health.is_writable()).then_some("the audit log is not writable");
     match problem {
         None => HttpResponse::Ok().json(serde_json::json!({"ready": true})),
         Some(reason) => HttpResponse::ServiceUnavailable()

@@ -63,22 +63,25 @@ mod wasi;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasm_hypervisor_protocol::payload::{Limits, ReturnValue, Status};
 use wasmi::errors::{ErrorKind, InstantiationError, MemoryError};
 use wasmi::{
-    CompilationMode, Config, CustomFuelCosts, EnforcedLimits, Engine, Error, ExternType, Func,
-    Instance, Linker, Module, ResumableCall, Store, TrapCode, Val, ValType,
+    CompilationMode, Config, CustomFuelCosts, EnforcedLimits, Engine, Error, ExternType, Instance,
+    Linker, Module, ResumableCall, ResumableCallOutOfFuel, Store, TrapCode, Val, ValType,
 };
 
-use self::fuel::{Deadline, Meter};
+use self::fuel::{Meter, WorkerClock};
 use self::host::{Host, Stop};
 use self::limiter::Limiter;
 
 /// The engine, the configuration that fuel accounting depends on, and the fuel rate of the
 /// host functions (the output map's `engine`, PROTOCOL.md §8).
 pub(crate) const ENGINE: &str = "wasmi 2.0.0 lazy-translation canonical-nan host-16-bytes-per-fuel";
+
+/// The default of [`SandboxConfig::max_module_bytes`]; see `scripts/` … measured below.
+pub const DEFAULT_MAX_MODULE_BYTES: usize = 4 << 20;
 
 /// wasmi's own minimum value stack height in bytes (the default it allocates up front).
 const MIN_STACK_HEIGHT: usize = 1_000;
@@ -102,6 +105,10 @@ pub struct SandboxConfig {
     /// Most fuel a module's start function may use; it runs inside instantiation, unsliced.
     /// Default: 1 000 000 (one slice).
     pub start_fuel: u64,
+    /// Largest module accepted; a larger one is `invalid_module`. wasmi validates a module in
+    /// one call that cannot be sliced, so this bounds how long a run can hold a worker past
+    /// its time limit: the size divided by the worst-case validation rate. Default: MAX_MODULE.
+    pub max_module_bytes: usize,
 }
 
 impl Default for SandboxConfig {
@@ -112,6 +119,7 @@ impl Default for SandboxConfig {
             max_stack_height: 1_000_000,
             fuel_slice: 1_000_000,
             start_fuel: 1_000_000,
+            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
         }
     }
 }
@@ -149,29 +157,174 @@ pub struct RunReport {
     /// Why the run did not simply succeed; `None` for `ok` and `exit`.
     pub(crate) error: Option<String>,
     pub(crate) fuel_consumed: u64,
-    /// Wall time of `run`, compilation included; the one field that is not deterministic.
+    /// Worker time of the run's slices, compilation included; the one field that is not
+    /// deterministic.
     pub duration: Duration,
 }
 
-/// Runs `program` under `limits`. Never panics on any input; CPU-bound, so call it from a
-/// thread that may block for up to `timeout_ms` (plus one fuel slice, or the start function).
+/// Runs `program` under `limits` to its end on this thread, one slice after another: for
+/// tests and benchmarks. The daemon interleaves [`Run::step`]s of many runs instead.
 pub fn run(program: &Program<'_>, limits: &Limits, config: &SandboxConfig) -> RunReport {
-    let started = Instant::now();
-    let deadline = Deadline::after(started, limits.timeout_ms);
-    let meter = Meter::new(limits.fuel, config.fuel_slice, deadline);
-    let engine = Engine::new(&engine_config(config));
-    let host = Host::new(
-        program,
-        limits.output_bytes,
-        meter,
-        Limiter::new(limits.memory_bytes, config.max_table_elements),
-    );
-    let mut store = Store::new(&engine, host);
-    store.limiter(|host| &mut host.limits);
-    let end = match execute(&engine, &mut store, program, config) {
-        Ok(end) | Err(end) => end,
-    };
-    report(end, store, limits, program.entry, started)
+    let mut run = Run::new(program, *limits, config);
+    loop {
+        match run.step() {
+            Step::Yielded(next) => run = next,
+            Step::Ended(report) => return report,
+        }
+    }
+}
+
+/// One run between two slices: everything it needs to go on is owned here, so any worker
+/// thread can take its next slice.
+pub struct Run {
+    store: Store<Host>,
+    stage: Stage,
+    limits: Limits,
+    config: SandboxConfig,
+    /// Whether the entry is `_start`, whose results the report leaves out.
+    entry_is_start: bool,
+}
+
+/// Where a run is: not compiled yet, or paused in its entry between slices.
+#[allow(clippy::large_enum_variant)] // one per run, moved once a slice
+enum Stage {
+    Compile {
+        wasm: Vec<u8>,
+        entry: String,
+    },
+    Call {
+        paused: ResumableCallOutOfFuel,
+        required_fuel: u64,
+        outputs: Vec<Val>,
+    },
+}
+
+/// What one slice of a run left.
+pub enum Step {
+    /// Paused between slices: put it back in the run queue.
+    Yielded(Box<Run>),
+    /// It ended; the report is the output map's part that the sandbox decides.
+    Ended(RunReport),
+}
+
+// Runs travel between worker threads between slices; an upgrade of wasmi that made its store
+// or its paused calls `!Send` must fail to compile here, not at the scheduler.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Run>();
+    assert_send::<Store<Host>>();
+    assert_send::<ResumableCallOutOfFuel>();
+};
+
+impl Run {
+    /// Prepares `program`; nothing is compiled or run until the first [`Run::step`].
+    pub fn new(program: &Program<'_>, limits: Limits, config: &SandboxConfig) -> Box<Self> {
+        let meter = Meter::new(
+            limits.fuel,
+            config.fuel_slice,
+            WorkerClock::new(limits.timeout_ms),
+        );
+        let engine = Engine::new(&engine_config(config));
+        let host = Host::new(
+            program,
+            limits.output_bytes,
+            meter,
+            Limiter::new(limits.memory_bytes, config.max_table_elements),
+        );
+        let mut store = Store::new(&engine, host);
+        store.limiter(|host| &mut host.limits);
+        Box::new(Self {
+            store,
+            stage: Stage::Compile {
+                wasm: program.wasm.to_vec(),
+                entry: program.entry.to_owned(),
+            },
+            limits,
+            config: *config,
+            entry_is_start: program.entry == "_start",
+        })
+    }
+
+    /// Runs one slice: the first compiles, links and instantiates the module (the start
+    /// function included); each later one runs the entry for up to `fuel_slice` fuel. The
+    /// slice's wall time counts against `timeout_ms`; the time between slices does not.
+    pub fn step(self: Box<Self>) -> Step {
+        let Self {
+            mut store,
+            stage,
+            limits,
+            config,
+            entry_is_start,
+        } = *self;
+        store.data_mut().meter.clock_mut().start_slice();
+        let next = match stage {
+            Stage::Compile { wasm, entry } => start(&mut store, &config, &wasm, &entry),
+            Stage::Call {
+                paused,
+                required_fuel,
+                mut outputs,
+            } => fuel::refill(&mut store, required_fuel)
+                .map_err(End::from)
+                .and_then(|()| pause(paused.resume(&mut store, &mut outputs), outputs)),
+        };
+        store.data_mut().meter.clock_mut().end_slice();
+        match next {
+            Ok(stage) => Step::Yielded(Box::new(Self {
+                store,
+                stage,
+                limits,
+                config,
+                entry_is_start,
+            })),
+            Err(end) => Step::Ended(report(end, store, &limits, entry_is_start)),
+        }
+    }
+}
+
+/// The first slice: compiles, links and instantiates, then calls the entry until this slice's
+/// fuel runs out.
+fn start(
+    store: &mut Store<Host>,
+    config: &SandboxConfig,
+    wasm: &[u8],
+    entry: &str,
+) -> Result<Stage, End> {
+    if wasm.len() > config.max_module_bytes {
+        return Err(End::InvalidModule(format!(
+            "the module is larger than the sandbox's limit of {} bytes",
+            config.max_module_bytes
+        )));
+    }
+    let engine = store.engine().clone();
+    let module =
+        Module::new(&engine, wasm).map_err(|error| End::InvalidModule(one_line(&error)))?;
+    store.data().meter.clock().check()?;
+    check_imports(&module)?;
+    let results = check_entry(&module, entry)?;
+    let linker = wasi::linker(&engine).map_err(|error| End::LinkError(error.to_string()))?;
+    let instance = instantiate(store, &linker, &module, config.start_fuel)?;
+    store.data().meter.clock().check()?;
+    let entry = instance
+        .get_func(&*store, entry)
+        .ok_or_else(|| End::LinkError(format!("no export {}", quoted(entry))))?;
+    let mut outputs = vec![Val::I32(0); results];
+    let first = store.data().meter.unspent().min(config.fuel_slice);
+    fuel::grant(&mut *store, first);
+    let call = entry.call_resumable(&mut *store, &[], &mut outputs);
+    pause(call, outputs)
+}
+
+/// Where the entry call stopped: finished (an end), or out of this slice's fuel.
+fn pause(call: Result<ResumableCall, Error>, outputs: Vec<Val>) -> Result<Stage, End> {
+    match call.map_err(classify)? {
+        ResumableCall::Finished => Err(End::Returned(outputs)),
+        ResumableCall::HostTrap(trap) => Err(classify(trap.into_host_error())),
+        ResumableCall::OutOfFuel(paused) => Ok(Stage::Call {
+            required_fuel: paused.required_fuel(),
+            paused,
+            outputs,
+        }),
+    }
 }
 
 fn engine_config(config: &SandboxConfig) -> Config {
@@ -223,27 +376,6 @@ impl From<Stop> for End {
             Stop::Trap(_) => Self::Trapped(stop.to_string()),
         }
     }
-}
-
-/// Compiles, links, instantiates and calls; `Err` is an end reached before the entry returned.
-fn execute(
-    engine: &Engine,
-    store: &mut Store<Host>,
-    program: &Program<'_>,
-    config: &SandboxConfig,
-) -> Result<End, End> {
-    let module =
-        Module::new(engine, program.wasm).map_err(|error| End::InvalidModule(one_line(&error)))?;
-    store.data().meter.deadline().check()?;
-    check_imports(&module)?;
-    let results = check_entry(&module, program.entry)?;
-    let linker = wasi::linker(engine).map_err(|error| End::LinkError(error.to_string()))?;
-    let instance = instantiate(store, &linker, &module, config.start_fuel)?;
-    store.data().meter.deadline().check()?;
-    let entry = instance
-        .get_func(&*store, program.entry)
-        .ok_or_else(|| End::LinkError(format!("no export {}", quoted(program.entry))))?;
-    call_in_slices(store, entry, results, config.fuel_slice)
 }
 
 /// Every import must be a preview-1 function with its real signature.
@@ -317,28 +449,6 @@ fn instantiate(
     Ok(instance)
 }
 
-/// Calls the entry in fuel slices; the deadline is checked at every refill.
-fn call_in_slices(
-    store: &mut Store<Host>,
-    entry: Func,
-    results: usize,
-    slice: u64,
-) -> Result<End, End> {
-    let mut outputs = vec![Val::I32(0); results];
-    let first = store.data().meter.unspent().min(slice);
-    fuel::grant(&mut *store, first);
-    let mut call = entry.call_resumable(&mut *store, &[], &mut outputs);
-    loop {
-        let paused = match call.map_err(classify)? {
-            ResumableCall::Finished => return Ok(End::Returned(outputs)),
-            ResumableCall::HostTrap(trap) => return Err(classify(trap.into_host_error())),
-            ResumableCall::OutOfFuel(paused) => paused,
-        };
-        fuel::refill(&mut *store, paused.required_fuel())?;
-        call = paused.resume(&mut *store, &mut outputs);
-    }
-}
-
 /// Sorts a wasmi error into the way the run ended.
 fn classify(error: Error) -> End {
     if let Some(stop) = error.downcast_ref::<Stop>() {
@@ -385,15 +495,10 @@ fn status(end: &End) -> Status {
     }
 }
 
-fn report(
-    end: End,
-    store: Store<Host>,
-    limits: &Limits,
-    entry: &str,
-    started: Instant,
-) -> RunReport {
+fn report(end: End, store: Store<Host>, limits: &Limits, entry_is_start: bool) -> RunReport {
     let fuel_consumed = fuel::consumed(&store);
     let host = store.into_data();
+    let duration = host.meter.clock().used();
     let end = match end {
         End::Trapped(reason) if host.limits.refused() => End::MemoryLimit(Some(reason)),
         End::Exited(code @ 1..) if host.limits.refused() => {
@@ -410,7 +515,7 @@ fn report(
             _ => None,
         },
         returns: match &end {
-            End::Returned(values) if entry != "_start" => {
+            End::Returned(values) if !entry_is_start => {
                 Some(values.iter().filter_map(return_value).collect())
             }
             _ => None,
@@ -419,7 +524,7 @@ fn report(
         stdout: output.stdout,
         stderr: output.stderr,
         fuel_consumed,
-        duration: started.elapsed(),
+        duration,
     }
 }
 

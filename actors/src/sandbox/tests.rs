@@ -698,6 +698,7 @@ fn odd_inputs_do_not_panic() {
             fuel_slice: 0,
             start_fuel: 0,
             max_table_elements: 0,
+            max_module_bytes: 0,
         },
         SandboxConfig {
             max_stack_height: usize::MAX,
@@ -705,6 +706,7 @@ fn odd_inputs_do_not_panic() {
             fuel_slice: u64::MAX,
             start_fuel: u64::MAX,
             max_table_elements: u32::MAX,
+            max_module_bytes: usize::MAX,
         },
     ] {
         for limits in [
