@@ -333,6 +333,8 @@ async fn a_full_queue_refuses_executions_without_consuming_them() {
     });
     let spin = wasm_hypervisor_protocol::payload::RequestPayload {
         limits: wasm_hypervisor_protocol::payload::RequestedLimits {
+            // The most fuel there is, so that only the clock ends it, however fast wasmi.
+            fuel: Some(u64::MAX),
             timeout_ms: Some(1000),
             ..Default::default()
         },

@@ -83,6 +83,11 @@ pub(crate) const ENGINE: &str = "wasmi 2.0.0 lazy-translation canonical-nan host
 /// The default of [`SandboxConfig::max_module_bytes`]; see `scripts/` … measured below.
 pub const DEFAULT_MAX_MODULE_BYTES: usize = 4 << 20;
 
+/// An entry name that panics the worker thread, so that tests can prove a panic costs one
+/// session and nothing else. Debug builds only: in a release build no request can reach it.
+#[cfg(debug_assertions)]
+pub const PANIC_ENTRY: &str = "wasm-hypervisor-test-panic";
+
 /// wasmi's own minimum value stack height in bytes (the default it allocates up front).
 const MIN_STACK_HEIGHT: usize = 1_000;
 
@@ -289,6 +294,10 @@ fn start(
     wasm: &[u8],
     entry: &str,
 ) -> Result<Stage, End> {
+    #[cfg(debug_assertions)]
+    if entry == PANIC_ENTRY {
+        panic!("the test-only entry {PANIC_ENTRY} panics its worker");
+    }
     if wasm.len() > config.max_module_bytes {
         return Err(End::InvalidModule(format!(
             "the module is larger than the sandbox's limit of {} bytes",
