@@ -812,3 +812,132 @@ fn host_calls_in_the_start_function_respect_its_cap() {
     assert_eq!(report.status, Status::Trap, "{report:?}");
     assert!(report.fuel_consumed < 1_000);
 }
+
+/// Calls preview-1 function `name` once with `args`, which the program loads from memory, so
+/// that every call of one function runs the same instructions whatever its arguments. Returns
+/// the errno, the u64 at 1024 (where the calls below write their results) and the report.
+/// An iovec at 512 points at 4 bytes at 600.
+fn call_once(name: &str, args: &[u64], stdin: &[u8]) -> (i32, i64, RunReport) {
+    let (_, params, _) = wasi::PREVIEW1
+        .iter()
+        .find(|(known, _, _)| *known == name)
+        .expect("a preview-1 function");
+    assert_eq!(params.len(), args.len(), "{name}");
+    let mut types = String::new();
+    let mut loads = String::new();
+    for (index, ty) in params.iter().enumerate() {
+        let ty = if *ty == ValType::I64 { "i64" } else { "i32" };
+        types.push_str(&format!(" {ty}"));
+        loads.push_str(&format!(" ({ty}.load (i32.const {}))", 8 * index));
+    }
+    let data: String = args
+        .iter()
+        .flat_map(|arg| arg.to_le_bytes())
+        .map(|byte| format!("\\{byte:02x}"))
+        .collect();
+    let mut case = Case::new(&format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "{name}" (func $f (param{types}) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "{data}")
+          (data (i32.const 512) "\58\02\00\00\04\00\00\00")
+          (func (export "main") (result i32 i64)
+            (call $f{loads})
+            (i64.load (i32.const 1024))))"#
+    ))
+    .entry("main");
+    case.stdin = stdin.to_vec();
+    let report = case.run();
+    match report.returns.as_deref() {
+        Some(&[ReturnValue::I32(errno), ReturnValue::I64(at_1024)]) => (errno, at_1024, report),
+        _ => panic!("{name} {args:?}: {report:?}"),
+    }
+}
+
+/// Arguments a call must refuse, and the errno it refuses them with.
+type Invalid = (&'static [u64], i32);
+
+#[test]
+fn host_functions_check_their_arguments_before_charging() {
+    const END: u64 = 65_536;
+    const MAX: u64 = u32::MAX as u64;
+    // (function, valid arguments, bytes charged for them, invalid arguments and their errno)
+    #[rustfmt::skip]
+    let cases: &[(&str, &[u64], u64, &[Invalid])] = &[
+        ("random_get", &[1024, 4096], 4096, &[
+            (&[END - 100, 4096], 21),
+            (&[1024, MAX], 21),
+            (&[MAX, 1], 21),
+        ]),
+        ("clock_time_get", &[1, 0, 1024], 8, &[(&[2, 0, 1024], 28), (&[1, 0, END - 7], 21)]),
+        ("clock_res_get", &[0, 1024], 8, &[(&[3, 1024], 28), (&[0, END - 4], 21)]),
+        ("fd_fdstat_get", &[1, 1024], 24, &[(&[1, END - 23], 21)]),
+        ("args_sizes_get", &[1024, 1028], 8, &[(&[1024, END - 3], 21), (&[MAX, 1028], 21)]),
+        ("environ_sizes_get", &[1024, 1028], 8, &[(&[END, 1028], 21)]),
+        // argv is "program": 8 bytes and a 4-byte pointer.
+        ("args_get", &[1024, 2048], 12, &[(&[1024, END - 7], 21), (&[END - 3, 2048], 21)]),
+        ("fd_write", &[1, 512, 1, 1024], 12, &[
+            (&[1, 512, 1, MAX], 21),
+            (&[1, END - 4, 1, 1024], 21),
+            (&[1, 512, 1025, 1024], 28),
+        ]),
+        // stdin "abc": 8 bytes of iovec and 3 read.
+        ("fd_read", &[0, 512, 1, 1024], 11, &[(&[0, 512, 1, END - 2], 21)]),
+        ("poll_oneoff", &[2048, 4096, 1, 1024], 80, &[
+            (&[2048, 4096, MAX, 1024], 28),
+            (&[2048, 4096, 0, 1024], 28),
+            (&[2048, 4096, 10_000_000, 1024], 21),
+            (&[2048, END - 31, 1, 1024], 21),
+            (&[2048, 4096, 1, END], 21),
+        ]),
+    ];
+    for &(name, valid, charged, invalid) in cases {
+        let (errno, _, ok) = call_once(name, valid, b"abc");
+        assert_eq!(
+            (ok.status, errno),
+            (Status::Ok, 0),
+            "{name} {valid:?}: {ok:?}"
+        );
+        for &(args, expected) in invalid {
+            let (errno, written, report) = call_once(name, args, b"abc");
+            assert_eq!(errno, expected, "{name} {args:?}: {report:?}");
+            // Nothing paid for the bytes, and nothing done: no output, no result written.
+            assert_eq!(
+                report.fuel_consumed + charged.div_ceil(16),
+                ok.fuel_consumed,
+                "{name} {args:?}"
+            );
+            assert_eq!(
+                (written, &report.stdout[..]),
+                (0, &b""[..]),
+                "{name} {args:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_read_leaves_stdin_unread() {
+    let mut case = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "\64\00\00\00\08\00\00\00\c8\00\00\00\08\00\00\00")
+          (func (export "main") (result i32 i32 i32 i64)
+            (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 65535))
+            (call $r (i32.const 0) (i32.const 8) (i32.const 1) (i32.const 16))
+            (i32.load (i32.const 16))
+            (i64.load (i32.const 200))))"#,
+    )
+    .entry("main");
+    case.stdin = b"12345678".to_vec();
+    assert_eq!(
+        case.run().returns,
+        Some(vec![
+            ReturnValue::I32(21),
+            ReturnValue::I32(0),
+            ReturnValue::I32(8),
+            ReturnValue::I64(i64::from_le_bytes(*b"12345678"))
+        ])
+    );
+}

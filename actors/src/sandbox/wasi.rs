@@ -27,11 +27,17 @@
 //! it reads or writes (rounded up) before it acts. Without that, a loop of cheap calls that
 //! each fill megabytes (`random_get`) does seconds of work per fuel slice and runs far past the
 //! deadline; with it a slice of host calls takes about as long as a slice of Wasm code.
+//!
+//! Every call first checks its arguments: fds, clock ids and counts, and that every range of
+//! guest memory it will touch lies inside memory (offsets computed without overflow). A call
+//! that fails a check returns its errno (`EBADF`, `EINVAL`, `EFAULT` for a bad pointer or a
+//! range outside memory) having charged nothing and changed nothing; only a call that passes
+//! is charged, and then does its work.
 
 use wasmi::{Caller, Engine, Error, Extern, FuncType, Linker, Val, ValType};
 
 use super::fuel;
-use super::guest::{Guest, OutOfBounds, element, field};
+use super::guest::{ADDRESS_SPACE, Guest, OutOfBounds, element, field};
 use super::host::{Host, MONOTONIC, REALTIME, Stop, Stream};
 
 /// The import module name of WASI preview 1.
@@ -265,15 +271,27 @@ fn borrow_memory<'a>(caller: &'a mut Ctx<'_>) -> Result<(Guest<'a>, &'a mut Host
     Ok((Guest::new(bytes), host))
 }
 
-/// Pays for a call that reads or writes `bytes` of guest memory.
+/// Checks that every `(ptr, len)` range lies in the guest's memory. Host functions check all the
+/// memory they will touch first, so a bad pointer is `EFAULT` before anything is paid for or
+/// done: no fuel for the bytes and no partial effect.
+fn check(c: &mut Ctx<'_>, ranges: &[(u32, u64)]) -> Result<(), Fail> {
+    let (memory, _) = borrow_memory(c)?;
+    for &(ptr, len) in ranges {
+        memory.check(ptr, len)?;
+    }
+    Ok(())
+}
+
+/// Pays for a call that reads or writes `bytes` of guest memory; called once the call's
+/// arguments are known to be valid, right before it acts.
 fn charge(caller: &mut Ctx<'_>, bytes: u64) -> Result<(), Fail> {
     fuel::take(caller, bytes.div_ceil(BYTES_PER_FUEL))?;
     Ok(())
 }
 
-/// `count × size` bytes, for charging.
-fn bytes(count: u32, size: u64) -> u64 {
-    u64::from(count).saturating_mul(size)
+/// `count × size` bytes.
+fn bytes(count: u32, size: u32) -> u64 {
+    u64::from(count) * u64::from(size)
 }
 
 /// `Ok` for the standard fds 0–2, `EBADF` for any other.
@@ -300,17 +318,24 @@ impl Table {
     }
 }
 
-fn sizes_get(c: &mut Ctx<'_>, table: Table, count_ptr: u32, size_ptr: u32) -> Result<(), Fail> {
-    charge(c, 8)?;
-    let (mut memory, host) = borrow_memory(c)?;
-    let items = table.of(host);
+/// The number of strings in a table and the bytes they take NUL-terminated; `EINVAL` if either
+/// does not fit in a u32 (it cannot, then, fit in guest memory).
+fn table_sizes(items: &[Vec<u8>]) -> Result<(u32, u32), Fail> {
     let size = items.iter().try_fold(0u32, |size, item| {
         let len = u32::try_from(item.len()).ok()?;
         size.checked_add(len)?.checked_add(1)
     });
-    let (Ok(count), Some(size)) = (u32::try_from(items.len()), size) else {
-        return Err(Fail::Errno(EINVAL));
-    };
+    match (u32::try_from(items.len()), size) {
+        (Ok(count), Some(size)) => Ok((count, size)),
+        _ => Err(Fail::Errno(EINVAL)),
+    }
+}
+
+fn sizes_get(c: &mut Ctx<'_>, table: Table, count_ptr: u32, size_ptr: u32) -> Result<(), Fail> {
+    let (count, size) = table_sizes(table.of(c.data()))?;
+    check(c, &[(count_ptr, 4), (size_ptr, 4)])?;
+    charge(c, 8)?;
+    let (mut memory, _) = borrow_memory(c)?;
     memory.write_u32(count_ptr, count)?;
     memory.write_u32(size_ptr, size)?;
     Ok(())
@@ -318,12 +343,11 @@ fn sizes_get(c: &mut Ctx<'_>, table: Table, count_ptr: u32, size_ptr: u32) -> Re
 
 /// Writes the table's strings NUL-terminated from `buf` on, and a pointer to each at `ptrs`.
 fn table_get(c: &mut Ctx<'_>, table: Table, ptrs: u32, buf: u32) -> Result<(), Fail> {
+    let (count, size) = table_sizes(table.of(c.data()))?;
+    let pointers = bytes(count, 4);
+    check(c, &[(ptrs, pointers), (buf, size.into())])?;
     // Each string costs its bytes, its NUL and its 4-byte pointer.
-    let cost = table.of(c.data()).iter().fold(0u64, |cost, item| {
-        let item = u64::try_from(item.len()).unwrap_or(u64::MAX);
-        cost.saturating_add(item).saturating_add(5)
-    });
-    charge(c, cost)?;
+    charge(c, pointers + u64::from(size))?;
     let (mut memory, host) = borrow_memory(c)?;
     let mut at = buf;
     for (index, item) in (0u32..).zip(table.of(host)) {
@@ -342,16 +366,30 @@ fn iovecs(memory: &Guest<'_>, iovs: u32, len: u32) -> Result<(Vec<(u32, u32)>, u
     if len > IOV_MAX {
         return Err(Fail::Errno(EINVAL));
     }
+    memory.check(iovs, bytes(len, 8))?;
     let mut buffers = Vec::new();
     let mut total = 0u32;
     for index in 0..len {
         let iov = element(iovs, index, 8)?;
         let (ptr, len) = (memory.read_u32(iov)?, memory.read_u32(field(iov, 4)?)?);
-        memory.bytes(ptr, len)?;
+        memory.check(ptr, len.into())?;
         total = total.checked_add(len).ok_or(Fail::Errno(EINVAL))?;
         buffers.push((ptr, len));
     }
     Ok((buffers, total))
+}
+
+/// The iovecs of an `fd_read` or `fd_write`, checked together with the `u32` result pointer.
+fn iovecs_and_result(
+    c: &mut Ctx<'_>,
+    iovs: u32,
+    len: u32,
+    result: u32,
+) -> Result<(Vec<(u32, u32)>, u32), Fail> {
+    let (memory, _) = borrow_memory(c)?;
+    let iovecs = iovecs(&memory, iovs, len)?;
+    memory.check(result, 4)?;
+    Ok(iovecs)
 }
 
 fn fd_write(c: &mut Ctx<'_>, fd: u32, iovs: u32, len: u32, written: u32) -> Result<(), Fail> {
@@ -360,8 +398,8 @@ fn fd_write(c: &mut Ctx<'_>, fd: u32, iovs: u32, len: u32, written: u32) -> Resu
         2 => Stream::Stderr,
         _ => return Err(Fail::Errno(EBADF)),
     };
-    let (buffers, total) = iovecs(&borrow_memory(c)?.0, iovs, len)?;
-    charge(c, bytes(len, 8).saturating_add(total.into()))?;
+    let (buffers, total) = iovecs_and_result(c, iovs, len, written)?;
+    charge(c, bytes(len, 8) + u64::from(total))?;
     let (mut memory, host) = borrow_memory(c)?;
     for (ptr, len) in buffers {
         host.output.write(stream, memory.bytes(ptr, len)?)?;
@@ -374,9 +412,9 @@ fn fd_read(c: &mut Ctx<'_>, fd: u32, iovs: u32, len: u32, read: u32) -> Result<(
     if fd != 0 {
         return Err(Fail::Errno(EBADF));
     }
-    let (buffers, capacity) = iovecs(&borrow_memory(c)?.0, iovs, len)?;
+    let (buffers, capacity) = iovecs_and_result(c, iovs, len, read)?;
     let unread = u64::try_from(c.data().stdin_unread()).unwrap_or(u64::MAX);
-    charge(c, bytes(len, 8).saturating_add(unread.min(capacity.into())))?;
+    charge(c, bytes(len, 8) + unread.min(capacity.into()))?;
     let (mut memory, host) = borrow_memory(c)?;
     let mut total = 0u32;
     for (ptr, len) in buffers {
@@ -401,16 +439,24 @@ fn fd_fdstat_get(c: &mut Ctx<'_>, fd: u32, out: u32) -> Result<(), Fail> {
     let mut fdstat = [0u8; 24];
     fdstat[0] = FILETYPE_CHARACTER_DEVICE;
     fdstat[8..16].copy_from_slice(&rights.to_le_bytes());
+    check(c, &[(out, 24)])?;
     charge(c, 24)?;
     let (mut memory, _) = borrow_memory(c)?;
     memory.write(out, &fdstat)?;
     Ok(())
 }
 
-fn clock_res_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
-    if id != REALTIME && id != MONOTONIC {
-        return Err(Fail::Errno(EINVAL));
+fn known_clock(id: u32) -> Result<(), Fail> {
+    if id == REALTIME || id == MONOTONIC {
+        Ok(())
+    } else {
+        Err(Fail::Errno(EINVAL))
     }
+}
+
+fn clock_res_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
+    known_clock(id)?;
+    check(c, &[(out, 8)])?;
     charge(c, 8)?;
     let (mut memory, _) = borrow_memory(c)?;
     memory.write_u64(out, 1)?;
@@ -418,7 +464,10 @@ fn clock_res_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
 }
 
 fn clock_time_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
+    known_clock(id)?;
+    check(c, &[(out, 8)])?;
     charge(c, 8)?;
+    // Read after the charge: the time includes this call's own fuel.
     let consumed = fuel::consumed(&*c);
     let (mut memory, host) = borrow_memory(c)?;
     let now = host.clock_ns(id, consumed).ok_or(Fail::Errno(EINVAL))?;
@@ -427,6 +476,7 @@ fn clock_time_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
 }
 
 fn random_get(c: &mut Ctx<'_>, buf: u32, len: u32) -> Result<(), Fail> {
+    check(c, &[(buf, len.into())])?;
     charge(c, len.into())?;
     let (mut memory, host) = borrow_memory(c)?;
     host.fill_random(memory.bytes_mut(buf, len)?)?;
@@ -435,14 +485,25 @@ fn random_get(c: &mut Ctx<'_>, buf: u32, len: u32) -> Result<(), Fail> {
 
 /// Answers every subscription at once: no sleeping, see the module docs.
 fn poll_oneoff(c: &mut Ctx<'_>, subs: u32, events: u32, n: u32, count: u32) -> Result<(), Fail> {
-    if n == 0 {
+    let (subs_len, events_len) = (bytes(n, SUBSCRIPTION_SIZE), bytes(n, EVENT_SIZE));
+    // No 32-bit address space holds more subscriptions than this: not a pointer problem but
+    // an impossible count, like 0.
+    if n == 0 || subs_len > ADDRESS_SPACE {
         return Err(Fail::Errno(EINVAL));
     }
-    charge(
-        c,
-        bytes(n, SUBSCRIPTION_SIZE.saturating_add(EVENT_SIZE).into()),
-    )?;
+    check(c, &[(subs, subs_len), (events, events_len), (count, 4)])?;
+    charge(c, subs_len + events_len)?;
     let (mut memory, _) = borrow_memory(c)?;
+    // An unknown tag fails the whole call, so look at every tag before writing any event.
+    for index in 0..n {
+        let tag = memory.read_u8(field(element(subs, index, SUBSCRIPTION_SIZE)?, 8)?)?;
+        if !matches!(
+            tag,
+            EVENTTYPE_CLOCK | EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE
+        ) {
+            return Err(Fail::Errno(EINVAL));
+        }
+    }
     for index in 0..n {
         // subscription: userdata u64 @0, tag u8 @8, clock id or fd u32 @16.
         let sub = element(subs, index, SUBSCRIPTION_SIZE)?;
@@ -452,9 +513,8 @@ fn poll_oneoff(c: &mut Ctx<'_>, subs: u32, events: u32, n: u32, count: u32) -> R
         let error = match tag {
             EVENTTYPE_CLOCK if id_or_fd == REALTIME || id_or_fd == MONOTONIC => SUCCESS,
             EVENTTYPE_CLOCK => EINVAL,
-            EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE if id_or_fd <= 2 => ENOSYS,
-            EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE => EBADF,
-            _ => return Err(Fail::Errno(EINVAL)),
+            _ if id_or_fd <= 2 => ENOSYS,
+            _ => EBADF,
         };
         // event: userdata u64 @0, error u16 @8, type u8 @10, fd_readwrite (zero) @16.
         let mut event = [0u8; EVENT_SIZE as usize];
