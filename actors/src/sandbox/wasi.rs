@@ -38,7 +38,7 @@ use wasmi::{Caller, Engine, Error, Extern, FuncType, Linker, Val, ValType};
 
 use super::fuel;
 use super::guest::{ADDRESS_SPACE, Guest, OutOfBounds, element, field};
-use super::host::{Host, MONOTONIC, REALTIME, Stop, Stream};
+use super::host::{Host, MONOTONIC, REALTIME, Secret, Stop, Stream};
 
 /// The import module name of WASI preview 1.
 pub(super) const MODULE: &str = "wasi_snapshot_preview1";
@@ -310,7 +310,7 @@ enum Table {
 }
 
 impl Table {
-    fn of(self, host: &Host) -> &[Vec<u8>] {
+    fn of(self, host: &Host) -> &[Secret] {
         match self {
             Self::Args => &host.args,
             Self::Env => &host.env,
@@ -320,7 +320,7 @@ impl Table {
 
 /// The number of strings in a table and the bytes they take NUL-terminated; `EINVAL` if either
 /// does not fit in a u32 (it cannot, then, fit in guest memory).
-fn table_sizes(items: &[Vec<u8>]) -> Result<(u32, u32), Fail> {
+fn table_sizes(items: &[Secret]) -> Result<(u32, u32), Fail> {
     let size = items.iter().try_fold(0u32, |size, item| {
         let len = u32::try_from(item.len()).ok()?;
         size.checked_add(len)?.checked_add(1)
