@@ -80,6 +80,10 @@ impl<'a> Guest<'a> {
         self.read::<1>(ptr).map(|[byte]| byte)
     }
 
+    pub(super) fn read_u16(&self, ptr: u32) -> Result<u16, OutOfBounds> {
+        self.read(ptr).map(u16::from_le_bytes)
+    }
+
     pub(super) fn read_u32(&self, ptr: u32) -> Result<u32, OutOfBounds> {
         self.read(ptr).map(u32::from_le_bytes)
     }

@@ -59,6 +59,11 @@ impl Output {
         }
     }
 
+    /// How many more bytes stdout and stderr may take together.
+    pub(super) fn room(&self) -> u64 {
+        self.room
+    }
+
     /// Keeps what fits of `bytes`; if that is not all of them the program must stop.
     pub(super) fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
         let fits = usize::try_from(self.room)

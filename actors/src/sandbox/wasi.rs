@@ -16,9 +16,16 @@
 //!   writable); `fd_close` on fds 0–2 succeeds and changes nothing, so programs that close
 //!   their standard streams on the way out still finish; `fd_seek` on them is `ESPIPE`;
 //!   `fd_prestat_get` is `EBADF` (no preopened directories). Other fds are `EBADF`.
-//! - `poll_oneoff` never sleeps: every clock subscription fires at once (virtual time does not
-//!   move while "sleeping"), and fd subscriptions get an event with `ENOSYS` for fds 0–2 (the
-//!   streams cannot be polled) or `EBADF` for any other fd.
+//! - `poll_oneoff` never sleeps. The standard streams are always ready: an `fd_read`
+//!   subscription on stdin and an `fd_write` one on stdout or stderr get an event at once, with
+//!   `nbytes` the unread stdin bytes (stdin is like a regular file: all of it is there) or the
+//!   room left under the output limit; the other direction on fds 0–2, and any other fd, get
+//!   an event with `EBADF`. A poll with such an event, or with a subscription to an unknown clock
+//!   (event `EINVAL`), returns those events, and of its clock subscriptions only the ones already
+//!   due (relative timeout 0, or an absolute one not after the clock's current value). A poll of
+//!   valid clocks only "sleeps", and since virtual time does not move while sleeping, every one
+//!   of its clocks fires at once. Events are in subscription order.
+//! - Sockets: there are none, so `sock_*` on fds 0–2 is `ENOTSOCK` and on any other fd `EBADF`.
 //! - Every other preview-1 function exists with its real signature and returns `ENOSYS`, so
 //!   programs that merely import them (most wasi-libc programs import `path_open` and friends)
 //!   still link.
@@ -49,6 +56,7 @@ const EBADF: u16 = 8;
 const EFAULT: u16 = 21;
 const EINVAL: u16 = 28;
 const ENOSYS: u16 = 52;
+const ENOTSOCK: u16 = 57;
 const ESPIPE: u16 = 70;
 
 /// Guest memory bytes a host function may read or write per unit of fuel.
@@ -66,6 +74,7 @@ const RIGHTS_POLL_FD_READWRITE: u64 = 1 << 27;
 const EVENTTYPE_CLOCK: u8 = 0;
 const EVENTTYPE_FD_READ: u8 = 1;
 const EVENTTYPE_FD_WRITE: u8 = 2;
+const SUBCLOCKFLAGS_ABSTIME: u16 = 1;
 const SUBSCRIPTION_SIZE: u32 = 48;
 const EVENT_SIZE: u32 = 32;
 
@@ -223,6 +232,24 @@ pub(super) fn linker(engine: &Engine) -> Result<Linker<Host>, Error> {
                 errno(poll_oneoff(&mut c, subs, events, n, out))
             },
         )?
+        .func_wrap(
+            MODULE,
+            "sock_accept",
+            |_: Ctx<'_>, fd: u32, _: u32, _: u32| errno(sock_fd(fd)),
+        )?
+        .func_wrap(
+            MODULE,
+            "sock_recv",
+            |_: Ctx<'_>, fd: u32, _: u32, _: u32, _: u32, _: u32, _: u32| errno(sock_fd(fd)),
+        )?
+        .func_wrap(
+            MODULE,
+            "sock_send",
+            |_: Ctx<'_>, fd: u32, _: u32, _: u32, _: u32, _: u32| errno(sock_fd(fd)),
+        )?
+        .func_wrap(MODULE, "sock_shutdown", |_: Ctx<'_>, fd: u32, _: u32| {
+            errno(sock_fd(fd))
+        })?
         .func_wrap(MODULE, "sched_yield", |_: Ctx<'_>| errno(Ok(())))?
         .func_wrap(
             MODULE,
@@ -301,6 +328,12 @@ fn std_fd(fd: u32) -> Result<(), Fail> {
     } else {
         Err(Fail::Errno(EBADF))
     }
+}
+
+/// No fd is a socket: `ENOTSOCK` for the standard fds 0–2, `EBADF` for any other.
+fn sock_fd(fd: u32) -> Result<(), Fail> {
+    std_fd(fd)?;
+    Err(Fail::Errno(ENOTSOCK))
 }
 
 #[derive(Clone, Copy)]
@@ -483,7 +516,61 @@ fn random_get(c: &mut Ctx<'_>, buf: u32, len: u32) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Answers every subscription at once: no sleeping, see the module docs.
+/// A preview-1 subscription: userdata u64 @0, tag u8 @8, then @16 either a subscription_clock
+/// (id u32 @16, timeout u64 @24, precision u64 @32, flags u16 @40) or a
+/// subscription_fd_readwrite (fd u32 @16); 48 bytes in all.
+struct Subscription {
+    userdata: u64,
+    tag: u8,
+    /// The clock id or the fd.
+    id_or_fd: u32,
+    timeout: u64,
+    flags: u16,
+}
+
+impl Subscription {
+    fn read(memory: &Guest<'_>, subs: u32, index: u32) -> Result<Self, Fail> {
+        let sub = element(subs, index, SUBSCRIPTION_SIZE)?;
+        Ok(Self {
+            userdata: memory.read_u64(sub)?,
+            tag: memory.read_u8(field(sub, 8)?)?,
+            id_or_fd: memory.read_u32(field(sub, 16)?)?,
+            timeout: memory.read_u64(field(sub, 24)?)?,
+            flags: memory.read_u16(field(sub, 40)?)?,
+        })
+    }
+
+    /// A subscription to one of our clocks, the only kind that would make a poll wait.
+    fn is_clock(&self) -> bool {
+        self.tag == EVENTTYPE_CLOCK && known_clock(self.id_or_fd).is_ok()
+    }
+
+    /// The event it gets now, if any: (error, nbytes). `waits`: the poll has only clock
+    /// subscriptions, so it sleeps until they fire; otherwise a clock fires only if it is due.
+    fn event(&self, host: &Host, consumed: u64, waits: bool) -> Option<(u16, u64)> {
+        match (self.tag, self.id_or_fd) {
+            (EVENTTYPE_CLOCK, id) => {
+                let Some(now) = host.clock_ns(id, consumed) else {
+                    return Some((EINVAL, 0));
+                };
+                let due = if self.flags & SUBCLOCKFLAGS_ABSTIME != 0 {
+                    self.timeout <= now
+                } else {
+                    self.timeout == 0
+                };
+                (waits || due).then_some((SUCCESS, 0))
+            }
+            (EVENTTYPE_FD_READ, 0) => Some((
+                SUCCESS,
+                u64::try_from(host.stdin_unread()).unwrap_or(u64::MAX),
+            )),
+            (EVENTTYPE_FD_WRITE, 1 | 2) => Some((SUCCESS, host.output.room())),
+            _ => Some((EBADF, 0)),
+        }
+    }
+}
+
+/// Answers the subscriptions at once, without sleeping; see the module docs.
 fn poll_oneoff(c: &mut Ctx<'_>, subs: u32, events: u32, n: u32, count: u32) -> Result<(), Fail> {
     let (subs_len, events_len) = (bytes(n, SUBSCRIPTION_SIZE), bytes(n, EVENT_SIZE));
     // No 32-bit address space holds more subscriptions than this: not a pointer problem but
@@ -493,36 +580,37 @@ fn poll_oneoff(c: &mut Ctx<'_>, subs: u32, events: u32, n: u32, count: u32) -> R
     }
     check(c, &[(subs, subs_len), (events, events_len), (count, 4)])?;
     charge(c, subs_len + events_len)?;
-    let (mut memory, _) = borrow_memory(c)?;
-    // An unknown tag fails the whole call, so look at every tag before writing any event.
+    let consumed = fuel::consumed(&*c);
+    let (mut memory, host) = borrow_memory(c)?;
+    // An unknown tag fails the whole call, so look at every subscription before writing any
+    // event; and the poll waits only if every subscription is to one of our clocks.
+    let mut waits = true;
     for index in 0..n {
-        let tag = memory.read_u8(field(element(subs, index, SUBSCRIPTION_SIZE)?, 8)?)?;
+        let sub = Subscription::read(&memory, subs, index)?;
         if !matches!(
-            tag,
+            sub.tag,
             EVENTTYPE_CLOCK | EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE
         ) {
             return Err(Fail::Errno(EINVAL));
         }
+        waits &= sub.is_clock();
     }
+    let mut written = 0u32;
     for index in 0..n {
-        // subscription: userdata u64 @0, tag u8 @8, clock id or fd u32 @16.
-        let sub = element(subs, index, SUBSCRIPTION_SIZE)?;
-        let userdata = memory.read_u64(sub)?;
-        let tag = memory.read_u8(field(sub, 8)?)?;
-        let id_or_fd = memory.read_u32(field(sub, 16)?)?;
-        let error = match tag {
-            EVENTTYPE_CLOCK if id_or_fd == REALTIME || id_or_fd == MONOTONIC => SUCCESS,
-            EVENTTYPE_CLOCK => EINVAL,
-            _ if id_or_fd <= 2 => ENOSYS,
-            _ => EBADF,
+        let sub = Subscription::read(&memory, subs, index)?;
+        let Some((error, nbytes)) = sub.event(host, consumed, waits) else {
+            continue;
         };
-        // event: userdata u64 @0, error u16 @8, type u8 @10, fd_readwrite (zero) @16.
+        // event: userdata u64 @0, error u16 @8, type u8 @10, then event_fd_readwrite:
+        // nbytes u64 @16, flags u16 @24 (no flags: nothing hangs up); 32 bytes in all.
         let mut event = [0u8; EVENT_SIZE as usize];
-        event[..8].copy_from_slice(&userdata.to_le_bytes());
+        event[..8].copy_from_slice(&sub.userdata.to_le_bytes());
         event[8..10].copy_from_slice(&error.to_le_bytes());
-        event[10] = tag;
-        memory.write(element(events, index, EVENT_SIZE)?, &event)?;
+        event[10] = sub.tag;
+        event[16..24].copy_from_slice(&nbytes.to_le_bytes());
+        memory.write(element(events, written, EVENT_SIZE)?, &event)?;
+        written += 1;
     }
-    memory.write_u32(count, n)?;
+    memory.write_u32(count, written)?;
     Ok(())
 }
