@@ -1093,3 +1093,146 @@ fn poll_reports_the_standard_streams_ready() {
     );
     assert_eq!(events(3), [(20, 0, 0, 0, 0), (21, 0, 0, 0, 0)]);
 }
+
+/// The entry's results, for a run that must end `ok`.
+fn returns(case: Case) -> Vec<ReturnValue> {
+    let report = case.run();
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+    report.returns.expect("a named entry")
+}
+
+#[test]
+fn simd_runs_and_its_nans_are_canonical() {
+    // Float lanes from memory (computed when the program runs) and from constants (which wasmi
+    // may fold when it translates), with NaNs of either sign and with payloads in the inputs.
+    let case = Case::new(
+        r#"(module
+          (memory 1)
+          (data (i32.const 0) "\01\00\a0\7f\01\00\c0\ff\00\00\80\bf\00\00\00\00")
+          (data (i32.const 16) "\00\00\80\3f\00\00\80\3f\00\00\00\00\00\00\00\00")
+          (func (export "main") (result i32 i32 i32 i32 i32 i32 i32 i32 i64 i64)
+            (local $a v128) (local $b v128)
+            (local.set $a (v128.load (i32.const 0)))
+            (local.set $b (v128.load (i32.const 16)))
+            ;; i32x4.add: [1, 2, 3, 4] + [10, 20, 30, -1]
+            (i32x4.extract_lane 0 (i32x4.add (v128.const i32x4 1 2 3 4) (v128.const i32x4 10 20 30 -1)))
+            (i32x4.extract_lane 3 (i32x4.add (v128.const i32x4 1 2 3 4) (v128.const i32x4 10 20 30 -1)))
+            ;; sNaN 0x7fa00001 + 1, -NaN 0xffc00001 + 1, sqrt(-1), 0 / 0
+            (i32.reinterpret_f32 (f32x4.extract_lane 0 (f32x4.add (local.get $a) (local.get $b))))
+            (i32.reinterpret_f32 (f32x4.extract_lane 1 (f32x4.add (local.get $a) (local.get $b))))
+            (i32.reinterpret_f32 (f32x4.extract_lane 2 (f32x4.sqrt (local.get $a))))
+            (i32.reinterpret_f32 (f32x4.extract_lane 3 (f32x4.div (local.get $a) (local.get $a))))
+            ;; min with a NaN lane, and a constant 0 / 0
+            (i32.reinterpret_f32 (f32x4.extract_lane 1 (f32x4.min (local.get $a) (local.get $b))))
+            (i32.reinterpret_f32 (f32x4.extract_lane 0
+              (f32x4.div (v128.const f32x4 0 0 0 0) (v128.const f32x4 0 0 0 0))))
+            ;; the f32 sNaN promoted, and -1 * sNaN in f64 lanes
+            (i64.reinterpret_f64 (f64x2.extract_lane 0 (f64x2.promote_low_f32x4 (local.get $a))))
+            (i64.reinterpret_f64 (f64x2.extract_lane 1
+              (f64x2.mul (v128.const f64x2 1 -1) (v128.const i64x2 0 0xfff4000000000001))))))"#,
+    )
+    .entry("main");
+    const CANONICAL_F32: i32 = 0x7fc0_0000;
+    const CANONICAL_F64: i64 = 0x7ff8_0000_0000_0000;
+    let mut expected = vec![ReturnValue::I32(11), ReturnValue::I32(3)];
+    expected.extend([ReturnValue::I32(CANONICAL_F32); 6]);
+    expected.extend([ReturnValue::I64(CANONICAL_F64); 2]);
+    assert_eq!(returns(case), expected);
+}
+
+#[test]
+fn memory64_runs_under_the_memory_limit() {
+    const PROGRAM: &str = r#"(module
+      (memory i64 1)
+      (func (export "main") (result i64 i64 i64 i64)
+        (i64.store (i64.const 65528) (i64.const 0x0102030405060708))
+        (memory.grow (i64.const 1))
+        (i64.store (i64.const 131064) (i64.const -2))
+        (i64.add (i64.load (i64.const 65528)) (i64.load (i64.const 131064)))
+        (memory.size)
+        (memory.grow (i64.const 0x100000000)))
+      (func (export "beyond_4_gib") (result i64)
+        (i64.load (i64.const 0x100000000)))
+      (func (export "grow_or_trap")
+        (if (i64.lt_s (memory.grow (i64.const 2)) (i64.const 0)) (then unreachable))))"#;
+    let case = Case::new(PROGRAM)
+        .entry("main")
+        .limits(|l| l.memory_bytes = 2 * 65_536);
+    // 1 page, grown to 2, refused 2^32 more pages (2^48 bytes) by the limit: -1.
+    assert_eq!(
+        returns(case),
+        [1, 0x0102_0304_0506_0706, 2, -1].map(ReturnValue::I64)
+    );
+    // 64-bit addresses do not wrap at 4 GiB.
+    let report = Case::new(PROGRAM).entry("beyond_4_gib").run();
+    assert_eq!(report.status, Status::Trap, "{report:?}");
+    // A refused grow followed by a trap, and a memory too large to instantiate.
+    let report = Case::new(PROGRAM)
+        .entry("grow_or_trap")
+        .limits(|l| l.memory_bytes = 2 * 65_536)
+        .run();
+    assert_eq!(report.status, Status::MemoryLimit, "{report:?}");
+    let report = Case::new(r#"(module (memory i64 3) (func (export "_start")))"#)
+        .limits(|l| l.memory_bytes = 2 * 65_536)
+        .run();
+    assert_eq!(report.status, Status::MemoryLimit, "{report:?}");
+}
+
+#[test]
+fn wasi_works_with_a_64_bit_memory() {
+    let report = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") i64 1)
+          (data (i64.const 0) "\10\00\00\00\03\00\00\00")
+          (data (i64.const 16) "m64")
+          (func (export "_start") (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    )
+    .run();
+    assert_eq!(
+        (report.status, &report.stdout[..]),
+        (Status::Ok, &b"m64"[..])
+    );
+}
+
+#[test]
+fn tail_calls_and_extended_constants_run() {
+    // 100 000 calls deep is far past `max_recursion_depth`, unless they are tail calls.
+    let case = Case::new(
+        r#"(module
+          (global $g i32 (i32.add (i32.const 40) (i32.mul (i32.const 1) (i32.const 2))))
+          (func $count (param $n i32) (param $acc i64) (result i64)
+            (if (result i64) (i32.eqz (local.get $n))
+              (then (local.get $acc))
+              (else (return_call $count (i32.sub (local.get $n) (i32.const 1))
+                (i64.add (local.get $acc) (i64.const 1))))))
+          (func (export "main") (result i64 i32)
+            (call $count (i32.const 100000) (i64.const 0))
+            (global.get $g)))"#,
+    )
+    .entry("main");
+    assert_eq!(
+        returns(case),
+        [ReturnValue::I64(100_000), ReturnValue::I32(42)]
+    );
+}
+
+#[test]
+fn non_standard_and_nondeterministic_features_are_invalid() {
+    for wat in [
+        // relaxed SIMD: its results may differ between implementations
+        r#"(module (func (export "_start") (drop (f32x4.relaxed_madd
+          (v128.const f32x4 1 1 1 1) (v128.const f32x4 1 1 1 1) (v128.const f32x4 1 1 1 1)))))"#,
+        r#"(module (func (export "_start") (drop (i8x16.relaxed_swizzle
+          (v128.const i64x2 0 0) (v128.const i64x2 0 0)))))"#,
+        // wide arithmetic and custom page sizes: proposals, not standard
+        r#"(module (func (export "_start") (drop (drop (i64.add128
+          (i64.const 1) (i64.const 0) (i64.const 1) (i64.const 0))))))"#,
+        r#"(module (memory 1 (pagesize 1)) (func (export "_start")))"#,
+        // multi-memory is standard, but the strict limits allow a single memory
+        r#"(module (memory 1) (memory 1) (func (export "_start")))"#,
+    ] {
+        let report = Case::new(wat).run();
+        assert_eq!(report.status, Status::InvalidModule, "{wat}: {report:?}");
+    }
+}
