@@ -1,8 +1,15 @@
 //! Bounds-checked access to the guest's linear memory. Every pointer and length the WASI
 //! functions receive comes from the guest, so all offset arithmetic is checked here and a bad
 //! address is an `OutOfBounds` (EFAULT to the guest), never a panic.
+//!
+//! Preview-1 pointers are 32-bit, so the host functions see the first 4 GiB of memory only,
+//! also in a memory64 module whose memory is larger: a range that crosses 4 GiB is out of
+//! bounds, whether it is a buffer or an array of structures addressed with [`element`].
 
 use std::ops::Range;
+
+/// The bytes a 32-bit pointer can address: 4 GiB.
+pub(super) const ADDRESS_SPACE: u64 = 1 << 32;
 
 /// A guest address or length that does not lie inside linear memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +35,19 @@ pub(super) struct Guest<'a> {
 
 impl<'a> Guest<'a> {
     pub(super) fn new(bytes: &'a mut [u8]) -> Self {
-        Self { bytes }
+        let end = usize::try_from(ADDRESS_SPACE)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        Self {
+            bytes: bytes.get_mut(..end).unwrap_or_default(),
+        }
+    }
+
+    /// Checks that `len` bytes from `ptr` on lie inside memory, before anything is paid for
+    /// or done; the accessors check again, so this cannot let a bad access through.
+    pub(super) fn check(&self, ptr: u32, len: u64) -> Result<(), OutOfBounds> {
+        self.range(ptr, usize::try_from(len).map_err(|_| OutOfBounds)?)
+            .map(drop)
     }
 
     fn range(&self, ptr: u32, len: usize) -> Result<Range<usize>, OutOfBounds> {
@@ -59,6 +78,10 @@ impl<'a> Guest<'a> {
 
     pub(super) fn read_u8(&self, ptr: u32) -> Result<u8, OutOfBounds> {
         self.read::<1>(ptr).map(|[byte]| byte)
+    }
+
+    pub(super) fn read_u16(&self, ptr: u32) -> Result<u16, OutOfBounds> {
+        self.read(ptr).map(u16::from_le_bytes)
     }
 
     pub(super) fn read_u32(&self, ptr: u32) -> Result<u32, OutOfBounds> {
@@ -105,5 +128,9 @@ mod tests {
         assert_eq!(element(u32::MAX - 3, 1, 4), Err(OutOfBounds));
         assert_eq!(element(8, 2, 4), Ok(16));
         assert_eq!(field(u32::MAX, 1), Err(OutOfBounds));
+        assert_eq!(guest.check(0, 16), Ok(()));
+        assert_eq!(guest.check(16, 0), Ok(()));
+        assert_eq!(guest.check(8, 9), Err(OutOfBounds));
+        assert_eq!(guest.check(0, u64::MAX), Err(OutOfBounds));
     }
 }

@@ -1,10 +1,16 @@
 //! The state one execution's host functions work on: argv and environ, the stdin cursor, the
 //! capped output, the random keystream, the virtual clocks, the fuel meter and the store's
 //! resource limits.
+//!
+//! The host's copies of the request's inputs (argv, environ, stdin) are [`Secret`]s: their
+//! bytes are overwritten with zeros when the execution ends and the host is dropped, whatever
+//! way the run ended. Each is allocated once at its final size, so no reallocation leaves an
+//! unwiped copy behind.
 
 use chacha20::cipher::StreamCipher;
 use chacha20::{ChaCha20, KeyIvInit};
 use wasmi::errors::HostError;
+use zeroize::Zeroizing;
 
 use super::Program;
 use super::fuel::Meter;
@@ -53,6 +59,11 @@ impl Output {
         }
     }
 
+    /// How many more bytes stdout and stderr may take together.
+    pub(super) fn room(&self) -> u64 {
+        self.room
+    }
+
     /// Keeps what fits of `bytes`; if that is not all of them the program must stop.
     pub(super) fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), Stop> {
         let fits = usize::try_from(self.room)
@@ -74,13 +85,16 @@ impl Output {
     }
 }
 
+/// Bytes of the request's inputs, zeroed when dropped.
+pub(super) type Secret = Zeroizing<Vec<u8>>;
+
 /// The store's data: everything the guest can observe besides its own memory.
 pub(super) struct Host {
     /// argv, `argv[0]` included, without terminators.
-    pub(super) args: Vec<Vec<u8>>,
+    pub(super) args: Vec<Secret>,
     /// `KEY=VALUE` strings, without terminators.
-    pub(super) env: Vec<Vec<u8>>,
-    stdin: Vec<u8>,
+    pub(super) env: Vec<Secret>,
+    stdin: Secret,
     stdin_read: usize,
     pub(super) output: Output,
     keystream: ChaCha20,
@@ -100,14 +114,14 @@ impl Host {
         Self {
             args: argv0
                 .chain(program.args.iter().map(String::as_str))
-                .map(|arg| arg.as_bytes().to_vec())
+                .map(|arg| Zeroizing::new(arg.as_bytes().to_vec()))
                 .collect(),
             env: program
                 .env
                 .iter()
-                .map(|(key, value)| format!("{key}={value}").into_bytes())
+                .map(|(key, value)| env_entry(key, value))
                 .collect(),
-            stdin: program.stdin.to_vec(),
+            stdin: Zeroizing::new(program.stdin.to_vec()),
             stdin_read: 0,
             output: Output::new(output_bytes),
             // RFC 8439 ChaCha20: 96-bit zero nonce, and the block counter starts at 0.
@@ -155,13 +169,58 @@ impl Host {
     }
 }
 
+/// `KEY=VALUE`, built in one allocation of its exact size (`format!` would grow its buffer and
+/// leave the smaller copies unwiped).
+fn env_entry(key: &str, value: &str) -> Secret {
+    let mut entry = Vec::with_capacity(key.len().saturating_add(value.len()).saturating_add(1));
+    entry.extend_from_slice(key.as_bytes());
+    entry.push(b'=');
+    entry.extend_from_slice(value.as_bytes());
+    Zeroizing::new(entry)
+}
+
 /// Preview-1 clock ids.
 pub(super) const REALTIME: u32 = 0;
 pub(super) const MONOTONIC: u32 = 1;
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use zeroize::ZeroizeOnDrop;
+
+    use super::super::fuel::Deadline;
     use super::*;
+
+    /// Compiles only for values that zero their memory when dropped.
+    fn wiped_on_drop<T: ZeroizeOnDrop>(_: &T) {}
+
+    #[test]
+    fn the_copies_of_the_inputs_are_wiped_on_drop() {
+        let args = ["a b".to_owned()];
+        let env = [("KEY".to_owned(), "secret value".to_owned())];
+        let program = Program {
+            wasm: &[],
+            entry: "_start",
+            args: &args,
+            env: &env,
+            stdin: b"stdin secret",
+            random_seed: [0; 32],
+            issued_at_secs: 0,
+        };
+        let meter = Meter::new(0, 0, Deadline::after(Instant::now(), 0));
+        let host = Host::new(&program, 0, meter, Limiter::new(0, 0));
+        wiped_on_drop(&host.stdin);
+        for item in host.args.iter().chain(&host.env) {
+            wiped_on_drop(item);
+        }
+        assert_eq!(&host.stdin[..], b"stdin secret");
+        let table = |items: &[Secret]| items.iter().map(|i| i.to_vec()).collect::<Vec<_>>();
+        assert_eq!(table(&host.args), [&b"program"[..], b"a b"]);
+        assert_eq!(table(&host.env), [b"KEY=secret value"]);
+        // One exact allocation: no outgrown buffer was left behind unwiped.
+        assert_eq!(host.env[0].capacity(), host.env[0].len());
+    }
 
     #[test]
     fn output_keeps_what_fits_in_write_order() {

@@ -8,9 +8,12 @@
 //!    validates eagerly (`CompilationMode::Lazy` is documented as nondeterministic), charges no
 //!    fuel for translation or validation (so fuel never depends on when a function was first
 //!    translated, or on slicing), and enforces `EnforcedLimits::strict()`, so a module that is
-//!    over the implementation's limits is `invalid_module`. SIMD (hence relaxed SIMD) is not
-//!    compiled in, and NaN results are canonicalized (wasmi's `deterministic` feature), so the
-//!    float operations are deterministic too; [`ENGINE`] says so.
+//!    over the implementation's limits is `invalid_module`. It accepts every standard
+//!    WebAssembly feature that wasmi runs deterministically, fixed-width SIMD and memory64
+//!    included, and not relaxed SIMD (whose results may differ between implementations) nor
+//!    the non-standard proposals; NaN results, SIMD lanes included, are canonicalized (wasmi's
+//!    `deterministic` feature), so the float operations are deterministic too; [`ENGINE`] says
+//!    so.
 //! 2. Links: every import must be a preview-1 function with its real signature ([`wasi`]), and
 //!    the entry must be an exported function without parameters whose results are numbers;
 //!    otherwise `link_error`, before any guest code runs.
@@ -78,7 +81,8 @@ use self::limiter::Limiter;
 
 /// The engine, the configuration that fuel accounting depends on, and the fuel rate of the
 /// host functions (the output map's `engine`, PROTOCOL.md §8).
-pub(crate) const ENGINE: &str = "wasmi 2.0.0 lazy-translation canonical-nan host-16-bytes-per-fuel";
+pub(crate) const ENGINE: &str =
+    "wasmi 2.0.0 lazy-translation canonical-nan host-16-bytes-per-fuel simd memory64";
 
 /// The default of [`SandboxConfig::max_module_bytes`]; see `scripts/` … measured below.
 pub const DEFAULT_MAX_MODULE_BYTES: usize = 4 << 20;
@@ -349,6 +353,22 @@ fn engine_config(config: &SandboxConfig) -> Config {
         })
         .enforced_limits(EnforcedLimits::strict())
         .ignore_custom_sections(true)
+        // Every feature set explicitly, whatever wasmi's defaults: [`ENGINE`] names this set.
+        .wasm_mutable_global(true) // standard (Wasm 2.0), deterministic
+        .wasm_sign_extension(true) // standard (Wasm 2.0), deterministic
+        .wasm_saturating_float_to_int(true) // standard (Wasm 2.0), deterministic
+        .wasm_multi_value(true) // standard (Wasm 2.0), deterministic
+        .wasm_bulk_memory(true) // standard (Wasm 2.0), deterministic; fuel per byte moved
+        .wasm_reference_types(true) // standard (Wasm 2.0), deterministic
+        .floats(true) // standard; NaN results canonicalized by wasmi's `deterministic` feature
+        .wasm_simd(true) // standard (Wasm 2.0); lanes use the same canonicalizing float ops
+        .wasm_relaxed_simd(false) // standard (Wasm 3.0) but implementation-defined results
+        .wasm_tail_call(true) // standard (Wasm 3.0), deterministic
+        .wasm_extended_const(true) // standard (Wasm 3.0), deterministic
+        .wasm_memory64(true) // standard (Wasm 3.0); our limiter bounds 64-bit memories too
+        .wasm_multi_memory(true) // standard (Wasm 3.0); `EnforcedLimits::strict` allows 1 memory
+        .wasm_custom_page_sizes(false) // a proposal, not (yet) standard WebAssembly
+        .wasm_wide_arithmetic(false) // a proposal, not (yet) standard WebAssembly
         .set_max_recursion_depth(config.max_recursion_depth)
         // wasmi panics if the maximum is below the minimum, so lower the minimum first.
         .set_min_stack_height(config.max_stack_height.min(MIN_STACK_HEIGHT))

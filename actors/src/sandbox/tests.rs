@@ -591,7 +591,7 @@ fn every_preview1_function_links_and_the_rest_are_enosys() {
           (func (export "main") (result i32 i32 i32)
             (call $path_open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
               (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 0))
-            (call $sock_shutdown (i32.const 3) (i32.const 0))
+            (call $fd_sync (i32.const 3))
             (call $sched_yield)))"#
     ))
     .entry("main")
@@ -669,7 +669,7 @@ fn fd_and_poll_errnos() {
         28,      // the CPU-time clocks: EINVAL
         21,      // clock_res_get writing past the end of memory: EFAULT
         0, 422,  // poll_oneoff: two events, the first for userdata 42
-        52_000,  // the clock event has no error, the fd 0 event ENOSYS
+        0,       // the clock (due: relative timeout 0) and fd 0 events have no error
     ];
     assert_eq!(errnos, expected);
     assert_eq!(report.stdout, b"");
@@ -813,4 +813,428 @@ fn host_calls_in_the_start_function_respect_its_cap() {
     .run();
     assert_eq!(report.status, Status::Trap, "{report:?}");
     assert!(report.fuel_consumed < 1_000);
+}
+
+/// Calls preview-1 function `name` once with `args`, which the program loads from memory, so
+/// that every call of one function runs the same instructions whatever its arguments. Returns
+/// the errno, the u64 at 1024 (where the calls below write their results) and the report.
+/// An iovec at 512 points at 4 bytes at 600.
+fn call_once(name: &str, args: &[u64], stdin: &[u8]) -> (i32, i64, RunReport) {
+    let (_, params, _) = wasi::PREVIEW1
+        .iter()
+        .find(|(known, _, _)| *known == name)
+        .expect("a preview-1 function");
+    assert_eq!(params.len(), args.len(), "{name}");
+    let mut types = String::new();
+    let mut loads = String::new();
+    for (index, ty) in params.iter().enumerate() {
+        let ty = if *ty == ValType::I64 { "i64" } else { "i32" };
+        types.push_str(&format!(" {ty}"));
+        loads.push_str(&format!(" ({ty}.load (i32.const {}))", 8 * index));
+    }
+    let data: String = args
+        .iter()
+        .flat_map(|arg| arg.to_le_bytes())
+        .map(|byte| format!("\\{byte:02x}"))
+        .collect();
+    let mut case = Case::new(&format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "{name}" (func $f (param{types}) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "{data}")
+          (data (i32.const 512) "\58\02\00\00\04\00\00\00")
+          (func (export "main") (result i32 i64)
+            (call $f{loads})
+            (i64.load (i32.const 1024))))"#
+    ))
+    .entry("main");
+    case.stdin = stdin.to_vec();
+    let report = case.run();
+    match report.returns.as_deref() {
+        Some(&[ReturnValue::I32(errno), ReturnValue::I64(at_1024)]) => (errno, at_1024, report),
+        _ => panic!("{name} {args:?}: {report:?}"),
+    }
+}
+
+/// Arguments a call must refuse, and the errno it refuses them with.
+type Invalid = (&'static [u64], i32);
+
+#[test]
+fn host_functions_check_their_arguments_before_charging() {
+    const END: u64 = 65_536;
+    const MAX: u64 = u32::MAX as u64;
+    // (function, valid arguments, bytes charged for them, invalid arguments and their errno)
+    #[rustfmt::skip]
+    let cases: &[(&str, &[u64], u64, &[Invalid])] = &[
+        ("random_get", &[1024, 4096], 4096, &[
+            (&[END - 100, 4096], 21),
+            (&[1024, MAX], 21),
+            (&[MAX, 1], 21),
+        ]),
+        ("clock_time_get", &[1, 0, 1024], 8, &[(&[2, 0, 1024], 28), (&[1, 0, END - 7], 21)]),
+        ("clock_res_get", &[0, 1024], 8, &[(&[3, 1024], 28), (&[0, END - 4], 21)]),
+        ("fd_fdstat_get", &[1, 1024], 24, &[(&[1, END - 23], 21)]),
+        ("args_sizes_get", &[1024, 1028], 8, &[(&[1024, END - 3], 21), (&[MAX, 1028], 21)]),
+        ("environ_sizes_get", &[1024, 1028], 8, &[(&[END, 1028], 21)]),
+        // argv is "program": 8 bytes and a 4-byte pointer.
+        ("args_get", &[1024, 2048], 12, &[(&[1024, END - 7], 21), (&[END - 3, 2048], 21)]),
+        ("fd_write", &[1, 512, 1, 1024], 12, &[
+            (&[1, 512, 1, MAX], 21),
+            (&[1, END - 4, 1, 1024], 21),
+            (&[1, 512, 1025, 1024], 28),
+        ]),
+        // stdin "abc": 8 bytes of iovec and 3 read.
+        ("fd_read", &[0, 512, 1, 1024], 11, &[(&[0, 512, 1, END - 2], 21)]),
+        ("poll_oneoff", &[2048, 4096, 1, 1024], 80, &[
+            (&[2048, 4096, MAX, 1024], 28),
+            (&[2048, 4096, 0, 1024], 28),
+            (&[2048, 4096, 10_000_000, 1024], 21),
+            (&[2048, END - 31, 1, 1024], 21),
+            (&[2048, 4096, 1, END], 21),
+        ]),
+    ];
+    for &(name, valid, charged, invalid) in cases {
+        let (errno, _, ok) = call_once(name, valid, b"abc");
+        assert_eq!(
+            (ok.status, errno),
+            (Status::Ok, 0),
+            "{name} {valid:?}: {ok:?}"
+        );
+        for &(args, expected) in invalid {
+            let (errno, written, report) = call_once(name, args, b"abc");
+            assert_eq!(errno, expected, "{name} {args:?}: {report:?}");
+            // Nothing paid for the bytes, and nothing done: no output, no result written.
+            assert_eq!(
+                report.fuel_consumed + charged.div_ceil(16),
+                ok.fuel_consumed,
+                "{name} {args:?}"
+            );
+            assert_eq!(
+                (written, &report.stdout[..]),
+                (0, &b""[..]),
+                "{name} {args:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_read_leaves_stdin_unread() {
+    let mut case = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "\64\00\00\00\08\00\00\00\c8\00\00\00\08\00\00\00")
+          (func (export "main") (result i32 i32 i32 i64)
+            (call $r (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 65535))
+            (call $r (i32.const 0) (i32.const 8) (i32.const 1) (i32.const 16))
+            (i32.load (i32.const 16))
+            (i64.load (i32.const 200))))"#,
+    )
+    .entry("main");
+    case.stdin = b"12345678".to_vec();
+    assert_eq!(
+        case.run().returns,
+        Some(vec![
+            ReturnValue::I32(21),
+            ReturnValue::I32(0),
+            ReturnValue::I32(8),
+            ReturnValue::I64(i64::from_le_bytes(*b"12345678"))
+        ])
+    );
+}
+
+#[test]
+fn there_are_no_sockets() {
+    let report = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "sock_recv" (func $recv (param i32 i32 i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "sock_send" (func $send (param i32 i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "sock_shutdown" (func $shutdown (param i32 i32) (result i32)))
+          (func (export "main") (result i32 i32 i32 i32 i32 i32 i32 i32 i32)
+            (call $shutdown (i32.const 0) (i32.const 3))
+            (call $shutdown (i32.const 1) (i32.const 1))
+            (call $shutdown (i32.const 2) (i32.const 2))
+            (call $shutdown (i32.const 3) (i32.const 3))
+            (call $shutdown (i32.const -1) (i32.const 3))
+            (call $accept (i32.const 1) (i32.const 0) (i32.const 0))
+            (call $accept (i32.const 4) (i32.const 0) (i32.const 0))
+            (call $recv (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))
+            (call $send (i32.const 9) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))))"#,
+    )
+    .entry("main")
+    .run();
+    let errnos = [57, 57, 57, 8, 8, 57, 8, 57, 8].map(ReturnValue::I32);
+    assert_eq!(report.returns.as_deref(), Some(&errnos[..]), "{report:?}");
+}
+
+/// A clock subscription's 48 bytes, as a WAT data string.
+fn clock_sub(userdata: u64, id: u32, timeout: u64, flags: u16) -> String {
+    let mut sub = [0u8; 48];
+    sub[..8].copy_from_slice(&userdata.to_le_bytes());
+    sub[16..20].copy_from_slice(&id.to_le_bytes());
+    sub[24..32].copy_from_slice(&timeout.to_le_bytes());
+    sub[40..42].copy_from_slice(&flags.to_le_bytes());
+    sub.iter().map(|byte| format!("\\{byte:02x}")).collect()
+}
+
+/// An fd_read (tag 1) or fd_write (tag 2) subscription's 48 bytes, as a WAT data string.
+fn fd_sub(userdata: u64, tag: u8, fd: u32) -> String {
+    let mut sub = [0u8; 48];
+    sub[..8].copy_from_slice(&userdata.to_le_bytes());
+    sub[8] = tag;
+    sub[16..20].copy_from_slice(&fd.to_le_bytes());
+    sub.iter().map(|byte| format!("\\{byte:02x}")).collect()
+}
+
+#[test]
+fn poll_reports_the_standard_streams_ready() {
+    const CLOCK: u64 = 0x0123_45678;
+    const STDIN: u64 = 0x8765_43210;
+    const MS_200: u64 = 200_000_000;
+    const ABSTIME: u16 = 1;
+    let polls = [
+        // wasi-testsuite poll_oneoff_stdio, stdin: a clock 200 ms away and stdin.
+        vec![clock_sub(CLOCK, 1, MS_200, 0), fd_sub(STDIN, 1, 0)],
+        // … stdout and stderr: the clock must not fire ahead of them.
+        vec![
+            fd_sub(1, 2, 1),
+            fd_sub(2, 2, 2),
+            clock_sub(CLOCK, 1, MS_200, 0),
+        ],
+        // Due clocks fire beside fd events, others do not; wrong directions and fds are EBADF.
+        vec![
+            clock_sub(7, 0, 0, 0),
+            fd_sub(8, 1, 1),
+            fd_sub(9, 2, 0),
+            fd_sub(10, 1, 5),
+            clock_sub(11, 1, 0, ABSTIME),
+            clock_sub(12, 1, u64::MAX, ABSTIME),
+            clock_sub(13, 2, 0, 0),
+        ],
+        // Clocks alone: the poll sleeps, and every clock fires (virtual time stands still).
+        vec![
+            clock_sub(20, 1, MS_200, 0),
+            clock_sub(21, 0, u64::MAX, ABSTIME),
+        ],
+    ];
+    let data: String = polls
+        .iter()
+        .enumerate()
+        .map(|(i, subs)| {
+            format!(
+                "(data (i32.const {}) \"{}\")",
+                0x100 + 0x400 * i,
+                subs.concat()
+            )
+        })
+        .collect();
+    let calls: String = polls
+        .iter()
+        .enumerate()
+        .map(|(i, subs)| {
+            format!(
+                "(i32.store (i32.const {}) (call $poll (i32.const {}) (i32.const {}) (i32.const {}) (i32.const {})))",
+                0x1010 + 4 * i,
+                0x100 + 0x400 * i,
+                0x2000 + 0x400 * i,
+                subs.len(),
+                0x1000 + 4 * i
+            )
+        })
+        .collect();
+    let mut case = Case::new(&format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          {data}
+          (data (i32.const 0x20) "\00\10\00\00\00\20\00\00")
+          (func (export "_start")
+            {calls}
+            (drop (call $w (i32.const 1) (i32.const 0x20) (i32.const 1) (i32.const 0x28)))))"#
+    ));
+    case.stdin = b"hello".to_vec();
+    let report = case.run();
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+    let dump = &report.stdout;
+    let u32_at = |at: usize| u32::from_le_bytes(dump[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(dump[at..at + 8].try_into().unwrap());
+    let events = |i: usize| {
+        (0..u32_at(4 * i) as usize)
+            .map(|k| {
+                let at = 0x1000 + 0x400 * i + 32 * k;
+                let error = u16::from_le_bytes([dump[at + 8], dump[at + 9]]);
+                // (userdata, error, type, nbytes, flags)
+                (
+                    u64_at(at),
+                    error,
+                    dump[at + 10],
+                    u64_at(at + 16),
+                    dump[at + 24],
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let errnos: Vec<u32> = (0..4).map(|i| u32_at(0x10 + 4 * i)).collect();
+    assert_eq!(errnos, [0, 0, 0, 0]);
+    let room = LIMITS.output_bytes;
+    assert_eq!(events(0), [(STDIN, 0, 1, 5, 0)]);
+    assert_eq!(events(1), [(1, 0, 2, room, 0), (2, 0, 2, room, 0)]);
+    assert_eq!(
+        events(2),
+        [
+            (7, 0, 0, 0, 0),
+            (8, 8, 1, 0, 0),
+            (9, 8, 2, 0, 0),
+            (10, 8, 1, 0, 0),
+            (11, 0, 0, 0, 0),
+            (13, 28, 0, 0, 0),
+        ]
+    );
+    assert_eq!(events(3), [(20, 0, 0, 0, 0), (21, 0, 0, 0, 0)]);
+}
+
+/// The entry's results, for a run that must end `ok`.
+fn returns(case: Case) -> Vec<ReturnValue> {
+    let report = case.run();
+    assert_eq!(report.status, Status::Ok, "{report:?}");
+    report.returns.expect("a named entry")
+}
+
+#[test]
+fn simd_runs_and_its_nans_are_canonical() {
+    // Float lanes from memory (computed when the program runs) and from constants (which wasmi
+    // may fold when it translates), with NaNs of either sign and with payloads in the inputs.
+    let case = Case::new(
+        r#"(module
+          (memory 1)
+          (data (i32.const 0) "\01\00\a0\7f\01\00\c0\ff\00\00\80\bf\00\00\00\00")
+          (data (i32.const 16) "\00\00\80\3f\00\00\80\3f\00\00\00\00\00\00\00\00")
+          (func (export "main") (result i32 i32 i32 i32 i32 i32 i32 i32 i64 i64)
+            (local $a v128) (local $b v128)
+            (local.set $a (v128.load (i32.const 0)))
+            (local.set $b (v128.load (i32.const 16)))
+            ;; i32x4.add: [1, 2, 3, 4] + [10, 20, 30, -1]
+            (i32x4.extract_lane 0 (i32x4.add (v128.const i32x4 1 2 3 4) (v128.const i32x4 10 20 30 -1)))
+            (i32x4.extract_lane 3 (i32x4.add (v128.const i32x4 1 2 3 4) (v128.const i32x4 10 20 30 -1)))
+            ;; sNaN 0x7fa00001 + 1, -NaN 0xffc00001 + 1, sqrt(-1), 0 / 0
+            (i32.reinterpret_f32 (f32x4.extract_lane 0 (f32x4.add (local.get $a) (local.get $b))))
+            (i32.reinterpret_f32 (f32x4.extract_lane 1 (f32x4.add (local.get $a) (local.get $b))))
+            (i32.reinterpret_f32 (f32x4.extract_lane 2 (f32x4.sqrt (local.get $a))))
+            (i32.reinterpret_f32 (f32x4.extract_lane 3 (f32x4.div (local.get $a) (local.get $a))))
+            ;; min with a NaN lane, and a constant 0 / 0
+            (i32.reinterpret_f32 (f32x4.extract_lane 1 (f32x4.min (local.get $a) (local.get $b))))
+            (i32.reinterpret_f32 (f32x4.extract_lane 0
+              (f32x4.div (v128.const f32x4 0 0 0 0) (v128.const f32x4 0 0 0 0))))
+            ;; the f32 sNaN promoted, and -1 * sNaN in f64 lanes
+            (i64.reinterpret_f64 (f64x2.extract_lane 0 (f64x2.promote_low_f32x4 (local.get $a))))
+            (i64.reinterpret_f64 (f64x2.extract_lane 1
+              (f64x2.mul (v128.const f64x2 1 -1) (v128.const i64x2 0 0xfff4000000000001))))))"#,
+    )
+    .entry("main");
+    const CANONICAL_F32: i32 = 0x7fc0_0000;
+    const CANONICAL_F64: i64 = 0x7ff8_0000_0000_0000;
+    let mut expected = vec![ReturnValue::I32(11), ReturnValue::I32(3)];
+    expected.extend([ReturnValue::I32(CANONICAL_F32); 6]);
+    expected.extend([ReturnValue::I64(CANONICAL_F64); 2]);
+    assert_eq!(returns(case), expected);
+}
+
+#[test]
+fn memory64_runs_under_the_memory_limit() {
+    const PROGRAM: &str = r#"(module
+      (memory i64 1)
+      (func (export "main") (result i64 i64 i64 i64)
+        (i64.store (i64.const 65528) (i64.const 0x0102030405060708))
+        (memory.grow (i64.const 1))
+        (i64.store (i64.const 131064) (i64.const -2))
+        (i64.add (i64.load (i64.const 65528)) (i64.load (i64.const 131064)))
+        (memory.size)
+        (memory.grow (i64.const 0x100000000)))
+      (func (export "beyond_4_gib") (result i64)
+        (i64.load (i64.const 0x100000000)))
+      (func (export "grow_or_trap")
+        (if (i64.lt_s (memory.grow (i64.const 2)) (i64.const 0)) (then unreachable))))"#;
+    let case = Case::new(PROGRAM)
+        .entry("main")
+        .limits(|l| l.memory_bytes = 2 * 65_536);
+    // 1 page, grown to 2, refused 2^32 more pages (2^48 bytes) by the limit: -1.
+    assert_eq!(
+        returns(case),
+        [1, 0x0102_0304_0506_0706, 2, -1].map(ReturnValue::I64)
+    );
+    // 64-bit addresses do not wrap at 4 GiB.
+    let report = Case::new(PROGRAM).entry("beyond_4_gib").run();
+    assert_eq!(report.status, Status::Trap, "{report:?}");
+    // A refused grow followed by a trap, and a memory too large to instantiate.
+    let report = Case::new(PROGRAM)
+        .entry("grow_or_trap")
+        .limits(|l| l.memory_bytes = 2 * 65_536)
+        .run();
+    assert_eq!(report.status, Status::MemoryLimit, "{report:?}");
+    let report = Case::new(r#"(module (memory i64 3) (func (export "_start")))"#)
+        .limits(|l| l.memory_bytes = 2 * 65_536)
+        .run();
+    assert_eq!(report.status, Status::MemoryLimit, "{report:?}");
+}
+
+#[test]
+fn wasi_works_with_a_64_bit_memory() {
+    let report = Case::new(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") i64 1)
+          (data (i64.const 0) "\10\00\00\00\03\00\00\00")
+          (data (i64.const 16) "m64")
+          (func (export "_start") (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    )
+    .run();
+    assert_eq!(
+        (report.status, &report.stdout[..]),
+        (Status::Ok, &b"m64"[..])
+    );
+}
+
+#[test]
+fn tail_calls_and_extended_constants_run() {
+    // 100 000 calls deep is far past `max_recursion_depth`, unless they are tail calls.
+    let case = Case::new(
+        r#"(module
+          (global $g i32 (i32.add (i32.const 40) (i32.mul (i32.const 1) (i32.const 2))))
+          (func $count (param $n i32) (param $acc i64) (result i64)
+            (if (result i64) (i32.eqz (local.get $n))
+              (then (local.get $acc))
+              (else (return_call $count (i32.sub (local.get $n) (i32.const 1))
+                (i64.add (local.get $acc) (i64.const 1))))))
+          (func (export "main") (result i64 i32)
+            (call $count (i32.const 100000) (i64.const 0))
+            (global.get $g)))"#,
+    )
+    .entry("main");
+    assert_eq!(
+        returns(case),
+        [ReturnValue::I64(100_000), ReturnValue::I32(42)]
+    );
+}
+
+#[test]
+fn non_standard_and_nondeterministic_features_are_invalid() {
+    for wat in [
+        // relaxed SIMD: its results may differ between implementations
+        r#"(module (func (export "_start") (drop (f32x4.relaxed_madd
+          (v128.const f32x4 1 1 1 1) (v128.const f32x4 1 1 1 1) (v128.const f32x4 1 1 1 1)))))"#,
+        r#"(module (func (export "_start") (drop (i8x16.relaxed_swizzle
+          (v128.const i64x2 0 0) (v128.const i64x2 0 0)))))"#,
+        // wide arithmetic and custom page sizes: proposals, not standard
+        r#"(module (func (export "_start") (drop (drop (i64.add128
+          (i64.const 1) (i64.const 0) (i64.const 1) (i64.const 0))))))"#,
+        r#"(module (memory 1 (pagesize 1)) (func (export "_start")))"#,
+        // multi-memory is standard, but the strict limits allow a single memory
+        r#"(module (memory 1) (memory 1) (func (export "_start")))"#,
+    ] {
+        let report = Case::new(wat).run();
+        assert_eq!(report.status, Status::InvalidModule, "{wat}: {report:?}");
+    }
 }

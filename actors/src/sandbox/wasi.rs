@@ -16,9 +16,16 @@
 //!   writable); `fd_close` on fds 0–2 succeeds and changes nothing, so programs that close
 //!   their standard streams on the way out still finish; `fd_seek` on them is `ESPIPE`;
 //!   `fd_prestat_get` is `EBADF` (no preopened directories). Other fds are `EBADF`.
-//! - `poll_oneoff` never sleeps: every clock subscription fires at once (virtual time does not
-//!   move while "sleeping"), and fd subscriptions get an event with `ENOSYS` for fds 0–2 (the
-//!   streams cannot be polled) or `EBADF` for any other fd.
+//! - `poll_oneoff` never sleeps. The standard streams are always ready: an `fd_read`
+//!   subscription on stdin and an `fd_write` one on stdout or stderr get an event at once, with
+//!   `nbytes` the unread stdin bytes (stdin is like a regular file: all of it is there) or the
+//!   room left under the output limit; the other direction on fds 0–2, and any other fd, get
+//!   an event with `EBADF`. A poll with such an event, or with a subscription to an unknown clock
+//!   (event `EINVAL`), returns those events, and of its clock subscriptions only the ones already
+//!   due (relative timeout 0, or an absolute one not after the clock's current value). A poll of
+//!   valid clocks only "sleeps", and since virtual time does not move while sleeping, every one
+//!   of its clocks fires at once. Events are in subscription order.
+//! - Sockets: there are none, so `sock_*` on fds 0–2 is `ENOTSOCK` and on any other fd `EBADF`.
 //! - Every other preview-1 function exists with its real signature and returns `ENOSYS`, so
 //!   programs that merely import them (most wasi-libc programs import `path_open` and friends)
 //!   still link.
@@ -27,12 +34,18 @@
 //! it reads or writes (rounded up) before it acts. Without that, a loop of cheap calls that
 //! each fill megabytes (`random_get`) does seconds of work per fuel slice and runs far past the
 //! deadline; with it a slice of host calls takes about as long as a slice of Wasm code.
+//!
+//! Every call first checks its arguments: fds, clock ids and counts, and that every range of
+//! guest memory it will touch lies inside memory (offsets computed without overflow). A call
+//! that fails a check returns its errno (`EBADF`, `EINVAL`, `EFAULT` for a bad pointer or a
+//! range outside memory) having charged nothing and changed nothing; only a call that passes
+//! is charged, and then does its work.
 
 use wasmi::{Caller, Engine, Error, Extern, FuncType, Linker, Val, ValType};
 
 use super::fuel;
-use super::guest::{Guest, OutOfBounds, element, field};
-use super::host::{Host, MONOTONIC, REALTIME, Stop, Stream};
+use super::guest::{ADDRESS_SPACE, Guest, OutOfBounds, element, field};
+use super::host::{Host, MONOTONIC, REALTIME, Secret, Stop, Stream};
 
 /// The import module name of WASI preview 1.
 pub(super) const MODULE: &str = "wasi_snapshot_preview1";
@@ -43,6 +56,7 @@ const EBADF: u16 = 8;
 const EFAULT: u16 = 21;
 const EINVAL: u16 = 28;
 const ENOSYS: u16 = 52;
+const ENOTSOCK: u16 = 57;
 const ESPIPE: u16 = 70;
 
 /// Guest memory bytes a host function may read or write per unit of fuel.
@@ -60,6 +74,7 @@ const RIGHTS_POLL_FD_READWRITE: u64 = 1 << 27;
 const EVENTTYPE_CLOCK: u8 = 0;
 const EVENTTYPE_FD_READ: u8 = 1;
 const EVENTTYPE_FD_WRITE: u8 = 2;
+const SUBCLOCKFLAGS_ABSTIME: u16 = 1;
 const SUBSCRIPTION_SIZE: u32 = 48;
 const EVENT_SIZE: u32 = 32;
 
@@ -217,6 +232,24 @@ pub(super) fn linker(engine: &Engine) -> Result<Linker<Host>, Error> {
                 errno(poll_oneoff(&mut c, subs, events, n, out))
             },
         )?
+        .func_wrap(
+            MODULE,
+            "sock_accept",
+            |_: Ctx<'_>, fd: u32, _: u32, _: u32| errno(sock_fd(fd)),
+        )?
+        .func_wrap(
+            MODULE,
+            "sock_recv",
+            |_: Ctx<'_>, fd: u32, _: u32, _: u32, _: u32, _: u32, _: u32| errno(sock_fd(fd)),
+        )?
+        .func_wrap(
+            MODULE,
+            "sock_send",
+            |_: Ctx<'_>, fd: u32, _: u32, _: u32, _: u32, _: u32| errno(sock_fd(fd)),
+        )?
+        .func_wrap(MODULE, "sock_shutdown", |_: Ctx<'_>, fd: u32, _: u32| {
+            errno(sock_fd(fd))
+        })?
         .func_wrap(MODULE, "sched_yield", |_: Ctx<'_>| errno(Ok(())))?
         .func_wrap(
             MODULE,
@@ -265,15 +298,27 @@ fn borrow_memory<'a>(caller: &'a mut Ctx<'_>) -> Result<(Guest<'a>, &'a mut Host
     Ok((Guest::new(bytes), host))
 }
 
-/// Pays for a call that reads or writes `bytes` of guest memory.
+/// Checks that every `(ptr, len)` range lies in the guest's memory. Host functions check all the
+/// memory they will touch first, so a bad pointer is `EFAULT` before anything is paid for or
+/// done: no fuel for the bytes and no partial effect.
+fn check(c: &mut Ctx<'_>, ranges: &[(u32, u64)]) -> Result<(), Fail> {
+    let (memory, _) = borrow_memory(c)?;
+    for &(ptr, len) in ranges {
+        memory.check(ptr, len)?;
+    }
+    Ok(())
+}
+
+/// Pays for a call that reads or writes `bytes` of guest memory; called once the call's
+/// arguments are known to be valid, right before it acts.
 fn charge(caller: &mut Ctx<'_>, bytes: u64) -> Result<(), Fail> {
     fuel::take(caller, bytes.div_ceil(BYTES_PER_FUEL))?;
     Ok(())
 }
 
-/// `count × size` bytes, for charging.
-fn bytes(count: u32, size: u64) -> u64 {
-    u64::from(count).saturating_mul(size)
+/// `count × size` bytes.
+fn bytes(count: u32, size: u32) -> u64 {
+    u64::from(count) * u64::from(size)
 }
 
 /// `Ok` for the standard fds 0–2, `EBADF` for any other.
@@ -285,6 +330,12 @@ fn std_fd(fd: u32) -> Result<(), Fail> {
     }
 }
 
+/// No fd is a socket: `ENOTSOCK` for the standard fds 0–2, `EBADF` for any other.
+fn sock_fd(fd: u32) -> Result<(), Fail> {
+    std_fd(fd)?;
+    Err(Fail::Errno(ENOTSOCK))
+}
+
 #[derive(Clone, Copy)]
 enum Table {
     Args,
@@ -292,7 +343,7 @@ enum Table {
 }
 
 impl Table {
-    fn of(self, host: &Host) -> &[Vec<u8>] {
+    fn of(self, host: &Host) -> &[Secret] {
         match self {
             Self::Args => &host.args,
             Self::Env => &host.env,
@@ -300,17 +351,24 @@ impl Table {
     }
 }
 
-fn sizes_get(c: &mut Ctx<'_>, table: Table, count_ptr: u32, size_ptr: u32) -> Result<(), Fail> {
-    charge(c, 8)?;
-    let (mut memory, host) = borrow_memory(c)?;
-    let items = table.of(host);
+/// The number of strings in a table and the bytes they take NUL-terminated; `EINVAL` if either
+/// does not fit in a u32 (it cannot, then, fit in guest memory).
+fn table_sizes(items: &[Secret]) -> Result<(u32, u32), Fail> {
     let size = items.iter().try_fold(0u32, |size, item| {
         let len = u32::try_from(item.len()).ok()?;
         size.checked_add(len)?.checked_add(1)
     });
-    let (Ok(count), Some(size)) = (u32::try_from(items.len()), size) else {
-        return Err(Fail::Errno(EINVAL));
-    };
+    match (u32::try_from(items.len()), size) {
+        (Ok(count), Some(size)) => Ok((count, size)),
+        _ => Err(Fail::Errno(EINVAL)),
+    }
+}
+
+fn sizes_get(c: &mut Ctx<'_>, table: Table, count_ptr: u32, size_ptr: u32) -> Result<(), Fail> {
+    let (count, size) = table_sizes(table.of(c.data()))?;
+    check(c, &[(count_ptr, 4), (size_ptr, 4)])?;
+    charge(c, 8)?;
+    let (mut memory, _) = borrow_memory(c)?;
     memory.write_u32(count_ptr, count)?;
     memory.write_u32(size_ptr, size)?;
     Ok(())
@@ -318,12 +376,11 @@ fn sizes_get(c: &mut Ctx<'_>, table: Table, count_ptr: u32, size_ptr: u32) -> Re
 
 /// Writes the table's strings NUL-terminated from `buf` on, and a pointer to each at `ptrs`.
 fn table_get(c: &mut Ctx<'_>, table: Table, ptrs: u32, buf: u32) -> Result<(), Fail> {
+    let (count, size) = table_sizes(table.of(c.data()))?;
+    let pointers = bytes(count, 4);
+    check(c, &[(ptrs, pointers), (buf, size.into())])?;
     // Each string costs its bytes, its NUL and its 4-byte pointer.
-    let cost = table.of(c.data()).iter().fold(0u64, |cost, item| {
-        let item = u64::try_from(item.len()).unwrap_or(u64::MAX);
-        cost.saturating_add(item).saturating_add(5)
-    });
-    charge(c, cost)?;
+    charge(c, pointers + u64::from(size))?;
     let (mut memory, host) = borrow_memory(c)?;
     let mut at = buf;
     for (index, item) in (0u32..).zip(table.of(host)) {
@@ -342,16 +399,30 @@ fn iovecs(memory: &Guest<'_>, iovs: u32, len: u32) -> Result<(Vec<(u32, u32)>, u
     if len > IOV_MAX {
         return Err(Fail::Errno(EINVAL));
     }
+    memory.check(iovs, bytes(len, 8))?;
     let mut buffers = Vec::new();
     let mut total = 0u32;
     for index in 0..len {
         let iov = element(iovs, index, 8)?;
         let (ptr, len) = (memory.read_u32(iov)?, memory.read_u32(field(iov, 4)?)?);
-        memory.bytes(ptr, len)?;
+        memory.check(ptr, len.into())?;
         total = total.checked_add(len).ok_or(Fail::Errno(EINVAL))?;
         buffers.push((ptr, len));
     }
     Ok((buffers, total))
+}
+
+/// The iovecs of an `fd_read` or `fd_write`, checked together with the `u32` result pointer.
+fn iovecs_and_result(
+    c: &mut Ctx<'_>,
+    iovs: u32,
+    len: u32,
+    result: u32,
+) -> Result<(Vec<(u32, u32)>, u32), Fail> {
+    let (memory, _) = borrow_memory(c)?;
+    let iovecs = iovecs(&memory, iovs, len)?;
+    memory.check(result, 4)?;
+    Ok(iovecs)
 }
 
 fn fd_write(c: &mut Ctx<'_>, fd: u32, iovs: u32, len: u32, written: u32) -> Result<(), Fail> {
@@ -360,8 +431,8 @@ fn fd_write(c: &mut Ctx<'_>, fd: u32, iovs: u32, len: u32, written: u32) -> Resu
         2 => Stream::Stderr,
         _ => return Err(Fail::Errno(EBADF)),
     };
-    let (buffers, total) = iovecs(&borrow_memory(c)?.0, iovs, len)?;
-    charge(c, bytes(len, 8).saturating_add(total.into()))?;
+    let (buffers, total) = iovecs_and_result(c, iovs, len, written)?;
+    charge(c, bytes(len, 8) + u64::from(total))?;
     let (mut memory, host) = borrow_memory(c)?;
     for (ptr, len) in buffers {
         host.output.write(stream, memory.bytes(ptr, len)?)?;
@@ -374,9 +445,9 @@ fn fd_read(c: &mut Ctx<'_>, fd: u32, iovs: u32, len: u32, read: u32) -> Result<(
     if fd != 0 {
         return Err(Fail::Errno(EBADF));
     }
-    let (buffers, capacity) = iovecs(&borrow_memory(c)?.0, iovs, len)?;
+    let (buffers, capacity) = iovecs_and_result(c, iovs, len, read)?;
     let unread = u64::try_from(c.data().stdin_unread()).unwrap_or(u64::MAX);
-    charge(c, bytes(len, 8).saturating_add(unread.min(capacity.into())))?;
+    charge(c, bytes(len, 8) + unread.min(capacity.into()))?;
     let (mut memory, host) = borrow_memory(c)?;
     let mut total = 0u32;
     for (ptr, len) in buffers {
@@ -401,16 +472,24 @@ fn fd_fdstat_get(c: &mut Ctx<'_>, fd: u32, out: u32) -> Result<(), Fail> {
     let mut fdstat = [0u8; 24];
     fdstat[0] = FILETYPE_CHARACTER_DEVICE;
     fdstat[8..16].copy_from_slice(&rights.to_le_bytes());
+    check(c, &[(out, 24)])?;
     charge(c, 24)?;
     let (mut memory, _) = borrow_memory(c)?;
     memory.write(out, &fdstat)?;
     Ok(())
 }
 
-fn clock_res_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
-    if id != REALTIME && id != MONOTONIC {
-        return Err(Fail::Errno(EINVAL));
+fn known_clock(id: u32) -> Result<(), Fail> {
+    if id == REALTIME || id == MONOTONIC {
+        Ok(())
+    } else {
+        Err(Fail::Errno(EINVAL))
     }
+}
+
+fn clock_res_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
+    known_clock(id)?;
+    check(c, &[(out, 8)])?;
     charge(c, 8)?;
     let (mut memory, _) = borrow_memory(c)?;
     memory.write_u64(out, 1)?;
@@ -418,7 +497,10 @@ fn clock_res_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
 }
 
 fn clock_time_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
+    known_clock(id)?;
+    check(c, &[(out, 8)])?;
     charge(c, 8)?;
+    // Read after the charge: the time includes this call's own fuel.
     let consumed = fuel::consumed(&*c);
     let (mut memory, host) = borrow_memory(c)?;
     let now = host.clock_ns(id, consumed).ok_or(Fail::Errno(EINVAL))?;
@@ -427,42 +509,108 @@ fn clock_time_get(c: &mut Ctx<'_>, id: u32, out: u32) -> Result<(), Fail> {
 }
 
 fn random_get(c: &mut Ctx<'_>, buf: u32, len: u32) -> Result<(), Fail> {
+    check(c, &[(buf, len.into())])?;
     charge(c, len.into())?;
     let (mut memory, host) = borrow_memory(c)?;
     host.fill_random(memory.bytes_mut(buf, len)?)?;
     Ok(())
 }
 
-/// Answers every subscription at once: no sleeping, see the module docs.
+/// A preview-1 subscription: userdata u64 @0, tag u8 @8, then @16 either a subscription_clock
+/// (id u32 @16, timeout u64 @24, precision u64 @32, flags u16 @40) or a
+/// subscription_fd_readwrite (fd u32 @16); 48 bytes in all.
+struct Subscription {
+    userdata: u64,
+    tag: u8,
+    /// The clock id or the fd.
+    id_or_fd: u32,
+    timeout: u64,
+    flags: u16,
+}
+
+impl Subscription {
+    fn read(memory: &Guest<'_>, subs: u32, index: u32) -> Result<Self, Fail> {
+        let sub = element(subs, index, SUBSCRIPTION_SIZE)?;
+        Ok(Self {
+            userdata: memory.read_u64(sub)?,
+            tag: memory.read_u8(field(sub, 8)?)?,
+            id_or_fd: memory.read_u32(field(sub, 16)?)?,
+            timeout: memory.read_u64(field(sub, 24)?)?,
+            flags: memory.read_u16(field(sub, 40)?)?,
+        })
+    }
+
+    /// A subscription to one of our clocks, the only kind that would make a poll wait.
+    fn is_clock(&self) -> bool {
+        self.tag == EVENTTYPE_CLOCK && known_clock(self.id_or_fd).is_ok()
+    }
+
+    /// The event it gets now, if any: (error, nbytes). `waits`: the poll has only clock
+    /// subscriptions, so it sleeps until they fire; otherwise a clock fires only if it is due.
+    fn event(&self, host: &Host, consumed: u64, waits: bool) -> Option<(u16, u64)> {
+        match (self.tag, self.id_or_fd) {
+            (EVENTTYPE_CLOCK, id) => {
+                let Some(now) = host.clock_ns(id, consumed) else {
+                    return Some((EINVAL, 0));
+                };
+                let due = if self.flags & SUBCLOCKFLAGS_ABSTIME != 0 {
+                    self.timeout <= now
+                } else {
+                    self.timeout == 0
+                };
+                (waits || due).then_some((SUCCESS, 0))
+            }
+            (EVENTTYPE_FD_READ, 0) => Some((
+                SUCCESS,
+                u64::try_from(host.stdin_unread()).unwrap_or(u64::MAX),
+            )),
+            (EVENTTYPE_FD_WRITE, 1 | 2) => Some((SUCCESS, host.output.room())),
+            _ => Some((EBADF, 0)),
+        }
+    }
+}
+
+/// Answers the subscriptions at once, without sleeping; see the module docs.
 fn poll_oneoff(c: &mut Ctx<'_>, subs: u32, events: u32, n: u32, count: u32) -> Result<(), Fail> {
-    if n == 0 {
+    let (subs_len, events_len) = (bytes(n, SUBSCRIPTION_SIZE), bytes(n, EVENT_SIZE));
+    // No 32-bit address space holds more subscriptions than this: not a pointer problem but
+    // an impossible count, like 0.
+    if n == 0 || subs_len > ADDRESS_SPACE {
         return Err(Fail::Errno(EINVAL));
     }
-    charge(
-        c,
-        bytes(n, SUBSCRIPTION_SIZE.saturating_add(EVENT_SIZE).into()),
-    )?;
-    let (mut memory, _) = borrow_memory(c)?;
+    check(c, &[(subs, subs_len), (events, events_len), (count, 4)])?;
+    charge(c, subs_len + events_len)?;
+    let consumed = fuel::consumed(&*c);
+    let (mut memory, host) = borrow_memory(c)?;
+    // An unknown tag fails the whole call, so look at every subscription before writing any
+    // event; and the poll waits only if every subscription is to one of our clocks.
+    let mut waits = true;
     for index in 0..n {
-        // subscription: userdata u64 @0, tag u8 @8, clock id or fd u32 @16.
-        let sub = element(subs, index, SUBSCRIPTION_SIZE)?;
-        let userdata = memory.read_u64(sub)?;
-        let tag = memory.read_u8(field(sub, 8)?)?;
-        let id_or_fd = memory.read_u32(field(sub, 16)?)?;
-        let error = match tag {
-            EVENTTYPE_CLOCK if id_or_fd == REALTIME || id_or_fd == MONOTONIC => SUCCESS,
-            EVENTTYPE_CLOCK => EINVAL,
-            EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE if id_or_fd <= 2 => ENOSYS,
-            EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE => EBADF,
-            _ => return Err(Fail::Errno(EINVAL)),
-        };
-        // event: userdata u64 @0, error u16 @8, type u8 @10, fd_readwrite (zero) @16.
-        let mut event = [0u8; EVENT_SIZE as usize];
-        event[..8].copy_from_slice(&userdata.to_le_bytes());
-        event[8..10].copy_from_slice(&error.to_le_bytes());
-        event[10] = tag;
-        memory.write(element(events, index, EVENT_SIZE)?, &event)?;
+        let sub = Subscription::read(&memory, subs, index)?;
+        if !matches!(
+            sub.tag,
+            EVENTTYPE_CLOCK | EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE
+        ) {
+            return Err(Fail::Errno(EINVAL));
+        }
+        waits &= sub.is_clock();
     }
-    memory.write_u32(count, n)?;
+    let mut written = 0u32;
+    for index in 0..n {
+        let sub = Subscription::read(&memory, subs, index)?;
+        let Some((error, nbytes)) = sub.event(host, consumed, waits) else {
+            continue;
+        };
+        // event: userdata u64 @0, error u16 @8, type u8 @10, then event_fd_readwrite:
+        // nbytes u64 @16, flags u16 @24 (no flags: nothing hangs up); 32 bytes in all.
+        let mut event = [0u8; EVENT_SIZE as usize];
+        event[..8].copy_from_slice(&sub.userdata.to_le_bytes());
+        event[8..10].copy_from_slice(&error.to_le_bytes());
+        event[10] = sub.tag;
+        event[16..24].copy_from_slice(&nbytes.to_le_bytes());
+        memory.write(element(events, written, EVENT_SIZE)?, &event)?;
+        written += 1;
+    }
+    memory.write_u32(count, written)?;
     Ok(())
 }
