@@ -185,11 +185,9 @@ pub(super) const MONOTONIC: u32 = 1;
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use zeroize::ZeroizeOnDrop;
 
-    use super::super::fuel::Deadline;
+    use super::super::fuel::WorkerClock;
     use super::*;
 
     /// Compiles only for values that zero their memory when dropped.
@@ -208,7 +206,7 @@ mod tests {
             random_seed: [0; 32],
             issued_at_secs: 0,
         };
-        let meter = Meter::new(0, 0, Deadline::after(Instant::now(), 0));
+        let meter = Meter::new(0, 0, WorkerClock::new(0));
         let host = Host::new(&program, 0, meter, Limiter::new(0, 0));
         wiped_on_drop(&host.stdin);
         for item in host.args.iter().chain(&host.env) {

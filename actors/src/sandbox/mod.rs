@@ -488,7 +488,9 @@ fn classify(error: Error) -> End {
     }
     match error.kind() {
         ErrorKind::Instantiation(InstantiationError::FailedToInstantiateMemory(
-            MemoryError::ResourceLimiterDeniedAllocation | MemoryError::OutOfSystemMemory,
+            MemoryError::ResourceLimiterDeniedAllocation
+            | MemoryError::OutOfSystemMemory
+            | MemoryError::MinimumSizeOverflow,
         )) => End::MemoryLimit(None),
         ErrorKind::Instantiation(InstantiationError::FailedToInstantiateTable(_)) => {
             End::InvalidModule("a table exceeds the sandbox's limit on table elements".into())

@@ -189,6 +189,10 @@ fn memory_over_the_limit_cannot_be_instantiated() {
         .run();
     assert_eq!(report.status, Status::MemoryLimit, "{report:?}");
     assert_eq!(report.exit_code, None);
+    // A memory64 minimum whose byte size overflows is over any limit, not a link error.
+    let report =
+        Case::new(r#"(module (memory i64 0x1000000000000) (func (export "_start")))"#).run();
+    assert_eq!(report.status, Status::MemoryLimit, "{report:?}");
 }
 
 const GROW: &str = r#"(module (memory 1)
