@@ -131,7 +131,7 @@ pub struct SealedRequest {
 impl SealedRequest {
     /// The session's id, as it goes in URLs.
     pub fn session_id(&self) -> String {
-        api::uuid_text(&self.session_id)
+        api::SessionId(self.session_id).to_string()
     }
 }
 
@@ -465,7 +465,7 @@ impl Client {
             let leaf = Leaf::decode(&entry.leaf).map_err(|error| {
                 ClientError::InvalidResponse(format!("leaf {}: {error}", entry.index))
             })?;
-            if api::uuid_text(leaf.session_id()) != session_id {
+            if api::SessionId(*leaf.session_id()).to_string() != session_id {
                 return Err(ClientError::InvalidResponse(format!(
                     "leaf {} belongs to another session",
                     entry.index

@@ -181,7 +181,7 @@ fn open_audit_log(
     for session_id in &aborted {
         log::warn!(
             "session {} was cut off by a restart; logged as aborted",
-            api::uuid_text(session_id)
+            api::SessionId(*session_id)
         );
     }
     log::info!(

@@ -205,7 +205,7 @@ async fn a_restart_turns_orphaned_requests_into_aborted_results() {
     }
     let data_path = data_dir.path().to_owned();
     let daemon = start(move |config| config.data_dir = data_path);
-    let session = api::uuid_text(&session_id);
+    let session = api::SessionId(session_id).to_string();
     let (status, body) = daemon.get(&format!("/sessions/{session}/result")).await;
     assert_eq!(status, 500);
     let (code, commitment) = error_code(&body);

@@ -108,7 +108,65 @@ fn whole_session() {
     );
 }
 
+/// A module of about `bytes` bytes whose code is `br_table`s of `targets` labels each, spread
+/// over functions of about 64 KiB: the slowest code to validate per byte found here.
+fn br_tables(bytes: usize, targets: usize) -> Vec<u8> {
+    let table = format!(
+        "(br_table {} (i32.const 0))\n",
+        vec!["0"; targets].join(" ")
+    );
+    let per_function = (64 << 10) / (targets + 4);
+    let functions = bytes / (64 << 10) + 1;
+    let body = table.repeat(per_function);
+    let mut wat = String::from("(module\n");
+    for _ in 0..functions {
+        wat.push_str(&format!("(func (block {body}))\n"));
+    }
+    wat.push(')');
+    wat::parse_str(wat).expect("valid WAT")
+}
+
+/// How long the largest module takes to validate, which no slice can interrupt: the overrun
+/// past a time limit that `max_module_bytes` allows.
+fn validation_overrun() {
+    let config = SandboxConfig {
+        max_module_bytes: usize::MAX,
+        ..SandboxConfig::default()
+    };
+    let limits = Limits {
+        fuel: 1_000_000,
+        memory_bytes: 1 << 20,
+        output_bytes: 1 << 10,
+        timeout_ms: 1,
+    };
+    for targets in [1, 16, 1000] {
+        for mib in [1, 4] {
+            let wasm = br_tables(mib << 20, targets);
+            let program = Program {
+                wasm: &wasm,
+                entry: "_start",
+                args: &[],
+                env: &[],
+                stdin: &[],
+                random_seed: [0; 32],
+                issued_at_secs: 0,
+            };
+            let took = median(
+                (0..5)
+                    .map(|_| sandbox::run(&program, &limits, &config).duration)
+                    .collect(),
+            );
+            let rate = wasm.len() as f64 / took.as_secs_f64() / f64::from(1 << 20);
+            println!(
+                "validating {:.2} MiB of br_table with {targets} targets: median {took:?} ({rate:.1} MiB/s)",
+                wasm.len() as f64 / f64::from(1 << 20)
+            );
+        }
+    }
+}
+
 fn main() {
+    validation_overrun();
     slice_durations();
     whole_session();
 }

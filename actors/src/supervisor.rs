@@ -13,12 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use uuid::Uuid;
 use wasm_hypervisor_protocol::announcement::{Announcement, TBS_LEN};
-use wasm_hypervisor_protocol::api::session_id_from_text;
+use wasm_hypervisor_protocol::api::{SessionId, Ticket};
 use wasm_hypervisor_protocol::commitment::{self, ABSENT, Digest};
-use wasm_hypervisor_protocol::encoding::hex_decode;
 use wasm_hypervisor_protocol::identity::IdentityKey;
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
-use wasm_hypervisor_protocol::sealing::{HEADER, MIN_REQUEST_LEN, SessionKeyPair};
+use wasm_hypervisor_protocol::sealing::{SealedRequest, SessionKeyPair};
 use zeroize::Zeroizing;
 
 use crate::auditor::audit_log::{Appended, AuditError, NewLeaf, StoredResult, unix_millis};
@@ -76,14 +75,14 @@ pub struct Supervisor {
     auditor: Addr<Auditor>,
     log_health: LogHealth,
     metrics: Arc<Metrics>,
-    sessions: HashMap<Uuid, Session>,
+    sessions: HashMap<SessionId, Session>,
     /// Each session's `expires_at` (Unix seconds), in the order the sessions were announced,
     /// which with one TTL is also expiry order: a sweep pops only what is due, O(1) per session
     /// however many there are.
-    expiries: VecDeque<(u64, Uuid)>,
+    expiries: VecDeque<(u64, SessionId)>,
     /// When to forget an expired session, queued at its expiry plus one constant, so also in
     /// order.
-    tombstones: VecDeque<(u64, Uuid)>,
+    tombstones: VecDeque<(u64, SessionId)>,
     /// The sessions in [`Session::Open`], and those being announced, counted rather than
     /// scanned for.
     open_sessions: usize,
@@ -172,10 +171,7 @@ impl Supervisor {
 
     /// The checks of `POST /sessions`; on success a place among the open sessions is taken
     /// for the announcement the crypto lane is about to make.
-    fn admit_announcement(&mut self, client_nonce: &str) -> Result<Digest, Error> {
-        let client_nonce = hex_decode::<32>(client_nonce)
-            .filter(|nonce| *nonce != [0; 32])
-            .ok_or(Error::BadClientNonce)?;
+    fn admit_announcement(&mut self) -> Result<(), Error> {
         // Without a writable log nothing could be committed: fail closed.
         if !self.log_health.is_writable() || self.open_sessions >= self.config.max_open_sessions {
             self.metrics.refused("sessions");
@@ -184,7 +180,7 @@ impl Supervisor {
             });
         }
         self.open_sessions += 1;
-        Ok(client_nonce)
+        Ok(())
     }
 
     /// Enters an announcement made on the crypto lane into the table.
@@ -206,8 +202,7 @@ impl Supervisor {
     }
 
     /// The checks of §4 that need no body, in their order: 404, 410, 409, 403, 503.
-    fn admit(&self, session_id: &str, ticket: Option<&str>) -> Result<Uuid, Error> {
-        let session_id = parse_session_id(session_id)?;
+    fn admit(&self, session_id: SessionId, ticket: Option<Ticket>) -> Result<(), Error> {
         let now = unix_now();
         let open = match self.sessions.get(&session_id) {
             None => return Err(Error::SessionNotFound),
@@ -221,8 +216,7 @@ impl Supervisor {
                 });
             }
         };
-        let ticket = ticket.and_then(hex_decode::<32>);
-        if ticket.map(|ticket| commitment::client_nonce(&ticket)) != Some(open.client_nonce) {
+        if !ticket.is_some_and(|ticket| ticket.opens(&open.client_nonce)) {
             return Err(Error::BadTicket);
         }
         // A session consumed now would need the log twice; without it, it must stay unused.
@@ -233,47 +227,30 @@ impl Supervisor {
                 retry_after_secs: RETRY_AFTER_SECS,
             });
         }
-        Ok(session_id)
+        Ok(())
     }
 
     /// All checks of §4 in their order; on success the session is consumed, with its place in
     /// the queue of admitted executions.
-    fn consume(&mut self, request: Execute) -> Result<(Uuid, Consumed), Error> {
-        let session_id = self.admit(&request.session_id, request.ticket.as_deref())?;
-        let (enc_request, place) = match request.body {
-            RequestBody::Complete(body) => {
-                let place = self
-                    .lanes
-                    .budget()
-                    .admit(body.len() as u64)
-                    .ok_or_else(|| {
-                        self.metrics.refused("executions");
-                        Error::Overloaded {
-                            retry_after_secs: RETRY_AFTER_SECS,
-                        }
-                    })?;
-                (body, place)
-            }
-            RequestBody::TooLarge => {
-                return Err(Error::PayloadTooLarge {
-                    max_bytes: self.config.max_request_bytes,
-                });
-            }
-            RequestBody::Unreadable => {
-                return Err(Error::Malformed("the request body could not be read"));
-            }
-        };
-        if !request.content_type_ok {
-            return Err(Error::Malformed("unsupported content type"));
-        }
-        if enc_request.len() < MIN_REQUEST_LEN {
-            return Err(Error::Malformed("body is shorter than a sealed request"));
-        }
-        if enc_request[..HEADER.len()] != HEADER {
-            return Err(Error::Malformed(
-                "header differs from the session's key config",
-            ));
-        }
+    fn consume(&mut self, request: Execute) -> Result<(SessionId, Consumed), Error> {
+        let Execute {
+            session_id,
+            ticket,
+            body,
+        } = request;
+        self.admit(session_id, ticket)?;
+        let body_bytes = body.as_ref().map_or(0, |sealed| sealed.as_bytes().len());
+        let place = self
+            .lanes
+            .budget()
+            .admit(body_bytes as u64)
+            .ok_or_else(|| {
+                self.metrics.refused("executions");
+                Error::Overloaded {
+                    retry_after_secs: RETRY_AFTER_SECS,
+                }
+            })?;
+        let enc_request = body?.into_bytes();
         let session = self
             .sessions
             .get_mut(&session_id)
@@ -307,7 +284,7 @@ impl Supervisor {
     /// Records how a consumed session ended and decides its answer: the body the log kept.
     fn finish(
         &mut self,
-        session_id: Uuid,
+        session_id: SessionId,
         consumed_at: Instant,
         ended: Ended,
     ) -> Result<Vec<u8>, Error> {
@@ -414,10 +391,10 @@ fn announce(
     let internal = |_| Error::Unavailable("the daemon could not draw randomness");
     let keys = SessionKeyPair::derive(&*Zeroizing::new(os_random::<32>().map_err(internal)?));
     let server_seed = Zeroizing::new(os_random::<32>().map_err(internal)?);
-    let session_id = Uuid::new_v4();
+    let session_id = SessionId(*Uuid::new_v4().as_bytes());
     let issued_at = unix_now();
     let announcement = Announcement {
-        session_id: *session_id.as_bytes(),
+        session_id: session_id.0,
         issued_at,
         expires_at: issued_at.saturating_add(ttl.as_secs()),
         client_nonce,
@@ -446,7 +423,11 @@ fn announce(
 }
 
 /// A session the daemon failed: the cause goes to the daemon's log, never to the client.
-fn internal(session_id: Uuid, request_commitment: &Digest, cause: &str) -> Result<Vec<u8>, Error> {
+fn internal(
+    session_id: SessionId,
+    request_commitment: &Digest,
+    cause: &str,
+) -> Result<Vec<u8>, Error> {
     log::error!(
         "session {session_id} internal: {cause}; request_commitment={}",
         hex::encode(request_commitment)
@@ -469,7 +450,7 @@ struct Ended {
 /// Logs the request leaf, runs the job, logs the result leaf: a program runs only once its
 /// request is durable, and nobody hears of its end before that is durable too.
 async fn run_logged(
-    session_id: Uuid,
+    session_id: SessionId,
     consumed: Consumed,
     auditor: Addr<Auditor>,
     lanes: Lanes,
@@ -496,7 +477,7 @@ async fn run_logged(
         };
     };
     let job = Job {
-        session_id: *session_id.as_bytes(),
+        session_id: session_id.0,
         keys,
         announcement_hash,
         issued_at,
@@ -506,7 +487,7 @@ async fn run_logged(
     };
     let request = auditor
         .send(Append(NewLeaf::from(Leaf::Request(RequestLeaf {
-            session_id: *session_id.as_bytes(),
+            session_id: session_id.0,
             time_ms: unix_millis(),
             announcement_hash: job.announcement_hash,
             request_commitment,
@@ -536,7 +517,7 @@ async fn run_logged(
             Finished::Internal(_) => (Outcome::Internal, ABSENT, ABSENT, ABSENT, None),
         };
     let leaf = Leaf::Result(ResultLeaf {
-        session_id: *session_id.as_bytes(),
+        session_id: session_id.0,
         time_ms: unix_millis(),
         request_index: request.entry.index,
         outcome,
@@ -569,15 +550,15 @@ impl Actor for Supervisor {
 #[derive(Message)]
 #[rtype(result = "Result<Created, Error>")]
 pub struct CreateSession {
-    /// The hex `client_nonce` as the client sent it, not yet checked.
-    pub client_nonce: String,
+    /// The client's `H3("wasm-hv/v1 ticket" ‖ 0x00 ‖ ticket)`, checked not all zero.
+    pub client_nonce: Digest,
 }
 
 /// A new session's announcement.
 #[derive(Debug, Clone)]
 pub struct Created {
     /// The new session's id.
-    pub session_id: Uuid,
+    pub session_id: SessionId,
     /// Unix seconds after which execute is refused.
     pub expires_at: u64,
     /// The announcement's TBS.
@@ -590,10 +571,10 @@ impl Handler<CreateSession> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Created, Error>>;
 
     fn handle(&mut self, message: CreateSession, _: &mut Self::Context) -> Self::Result {
-        let client_nonce = match self.admit_announcement(&message.client_nonce) {
-            Ok(client_nonce) => client_nonce,
-            Err(error) => return Box::pin(fut::ready(Err(error))),
-        };
+        if let Err(error) = self.admit_announcement() {
+            return Box::pin(fut::ready(Err(error)));
+        }
+        let client_nonce = message.client_nonce;
         let (identity, identity_fpr, ttl) = (
             Arc::clone(&self.identity),
             self.identity_fpr,
@@ -620,43 +601,31 @@ impl Handler<CreateSession> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "Result<(), Error>")]
 pub struct Admit {
-    /// The session id from the URL, unparsed.
-    pub session_id: String,
-    /// The `Session-Ticket` header, if present and text.
-    pub ticket: Option<String>,
+    /// The session named in the URL.
+    pub session_id: SessionId,
+    /// The `Session-Ticket` header; `None` if missing or malformed, which counts as wrong.
+    pub ticket: Option<Ticket>,
 }
 
 impl Handler<Admit> for Supervisor {
     type Result = Result<(), Error>;
 
     fn handle(&mut self, message: Admit, _: &mut Self::Context) -> Self::Result {
-        self.admit(&message.session_id, message.ticket.as_deref())
-            .map(drop)
+        self.admit(message.session_id, message.ticket)
     }
-}
-
-/// The body of an execute call as the HTTP layer read it.
-pub enum RequestBody {
-    /// All of the body.
-    Complete(Vec<u8>),
-    /// Longer than `max_request_bytes`; the rest was not read.
-    TooLarge,
-    /// The transfer broke off or was not valid HTTP framing.
-    Unreadable,
 }
 
 /// `POST /sessions/{id}/execute`; answers with the response body.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<u8>, Error>")]
 pub struct Execute {
-    /// The session id from the URL, unparsed.
-    pub session_id: String,
-    /// The `Session-Ticket` header, if present and text.
-    pub ticket: Option<String>,
-    /// Whether the content type is one §4 accepts.
-    pub content_type_ok: bool,
-    /// The body, or why there is none.
-    pub body: RequestBody,
+    /// The session named in the URL.
+    pub session_id: SessionId,
+    /// The `Session-Ticket` header; `None` if missing or malformed, which counts as wrong.
+    pub ticket: Option<Ticket>,
+    /// The body with its framing checked, or the `413`/`400` it earned, which the supervisor
+    /// answers only after its own checks (§4's order).
+    pub body: Result<SealedRequest, Error>,
 }
 
 impl Handler<Execute> for Supervisor {
@@ -688,14 +657,14 @@ impl Handler<Execute> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "Result<ResultState, Error>")]
 pub struct GetResult {
-    /// The session id from the URL, unparsed.
-    pub session_id: String,
+    /// The session named in the URL.
+    pub session_id: SessionId,
 }
 
 /// Where a consumed session's result stands.
 pub enum ResultState {
     /// Still running.
-    Running(Uuid),
+    Running(SessionId),
     /// The execute answer's body.
     Finished(Vec<u8>),
 }
@@ -704,10 +673,7 @@ impl Handler<GetResult> for Supervisor {
     type Result = ResponseFuture<Result<ResultState, Error>>;
 
     fn handle(&mut self, message: GetResult, _: &mut Self::Context) -> Self::Result {
-        let session_id = match parse_session_id(&message.session_id) {
-            Ok(session_id) => session_id,
-            Err(error) => return Box::pin(async move { Err(error) }),
-        };
+        let session_id = message.session_id;
         let answer = match self.sessions.get(&session_id) {
             Some(Session::Running { .. }) => Ok(ResultState::Running(session_id)),
             Some(Session::Open(_)) => Err(Error::SessionNotFound),
@@ -721,9 +687,12 @@ impl Handler<GetResult> for Supervisor {
 }
 
 /// A session's result as the log kept it, or the error its execute call got.
-async fn stored_result(session_id: Uuid, auditor: Addr<Auditor>) -> Result<ResultState, Error> {
+async fn stored_result(
+    session_id: SessionId,
+    auditor: Addr<Auditor>,
+) -> Result<ResultState, Error> {
     let stored = auditor
-        .send(Ask(SessionResult(*session_id.as_bytes())))
+        .send(Ask(SessionResult(session_id.0)))
         .await
         .unwrap_or(Err(AuditError::Unavailable))?;
     match stored {
@@ -745,13 +714,6 @@ async fn stored_result(session_id: Uuid, auditor: Addr<Auditor>) -> Result<Resul
         }
         StoredResult::Unknown => Err(Error::SessionNotFound),
     }
-}
-
-/// Only the canonical lowercase form names a session, so one session has one URL.
-fn parse_session_id(text: &str) -> Result<Uuid, Error> {
-    session_id_from_text(text)
-        .map(Uuid::from_bytes)
-        .ok_or(Error::SessionNotFound)
 }
 
 fn unix_now() -> u64 {
@@ -779,7 +741,7 @@ mod tests {
         let ticket = os_random::<32>().unwrap();
         let created = supervisor
             .send(CreateSession {
-                client_nonce: hex::encode(commitment::client_nonce(&ticket)),
+                client_nonce: commitment::client_nonce(&ticket),
             })
             .await
             .unwrap()
@@ -798,10 +760,9 @@ mod tests {
         )
         .unwrap();
         Execute {
-            session_id: created.session_id.hyphenated().to_string(),
-            ticket: Some(hex::encode(ticket)),
-            content_type_ok: true,
-            body: RequestBody::Complete(enc_request),
+            session_id: created.session_id,
+            ticket: Ticket::parse(&hex::encode(ticket)),
+            body: Ok(SealedRequest::parse(enc_request).unwrap()),
         }
     }
 
@@ -837,8 +798,8 @@ mod tests {
         .start();
         let first = open_session(&supervisor).await;
         let second = open_session(&supervisor).await;
-        let second_id = second.session_id.clone();
-        let ticket = second.ticket.clone();
+        let second_id = second.session_id;
+        let ticket = second.ticket;
 
         let failed = supervisor.send(first).await.unwrap();
         assert!(matches!(failed, Err(Error::Internal { .. })), "{failed:?}");

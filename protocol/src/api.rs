@@ -48,6 +48,13 @@ pub struct CreateSession {
     pub client_nonce: String,
 }
 
+impl CreateSession {
+    /// The nonce's 32 bytes: 64 lowercase hex digits, not all zero (§3); `None` otherwise.
+    pub fn client_nonce(&self) -> Option<Digest> {
+        crate::encoding::hex_decode::<32>(&self.client_nonce).filter(|nonce| *nonce != [0; 32])
+    }
+}
+
 /// `POST /sessions` response body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionCreated {
@@ -117,7 +124,7 @@ impl ExecutedBody {
         sealed_result: &[u8],
     ) -> Self {
         let mut head = serde_json::to_vec(&ExecutedHead {
-            session_id: uuid_text(session_id),
+            session_id: SessionId(*session_id).to_string(),
             outcome: "executed",
             request_commitment,
             result_commitment,
@@ -220,14 +227,14 @@ pub fn leaf_record(leaf: &crate::leaf::Leaf) -> serde_json::Value {
     match leaf {
         Leaf::Request(leaf) => serde_json::json!({
             "kind": "request",
-            "session_id": uuid_text(&leaf.session_id),
+            "session_id": SessionId(leaf.session_id).to_string(),
             "time_ms": leaf.time_ms,
             "announcement_hash": hex::encode(leaf.announcement_hash),
             "request_commitment": hex::encode(leaf.request_commitment),
         }),
         Leaf::Result(leaf) => serde_json::json!({
             "kind": "result",
-            "session_id": uuid_text(&leaf.session_id),
+            "session_id": SessionId(leaf.session_id).to_string(),
             "time_ms": leaf.time_ms,
             "request_index": leaf.request_index,
             "outcome": leaf.outcome.as_str(),
@@ -241,7 +248,7 @@ pub fn leaf_record(leaf: &crate::leaf::Leaf) -> serde_json::Value {
 
 /// A session id's 16 bytes from its text, which must be the canonical lowercase 8-4-4-4-12
 /// form, so that one session has one name.
-pub fn session_id_from_text(text: &str) -> Option<[u8; 16]> {
+fn session_id_from_text(text: &str) -> Option<[u8; 16]> {
     let hex: String = text.split('-').collect();
     let groups: Vec<usize> = text.split('-').map(str::len).collect();
     if groups != [8, 4, 4, 4, 12] {
@@ -250,8 +257,48 @@ pub fn session_id_from_text(text: &str) -> Option<[u8; 16]> {
     crate::encoding::hex_decode(&hex)
 }
 
+/// A session's id as URLs name it: the UUID's 16 bytes. Its one text form is the lowercase
+/// 8-4-4-4-12 one, both ways ([`SessionId::parse`] and `Display`), so one session has one URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(pub [u8; 16]);
+
+impl SessionId {
+    /// The id of `text` in its canonical form; `None` for any other text.
+    pub fn parse(text: &str) -> Option<Self> {
+        session_id_from_text(text).map(Self)
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&uuid_text(&self.0))
+    }
+}
+
+/// The `Session-Ticket` header's secret: exactly 64 lowercase hex digits. It never prints.
+#[derive(Clone, Copy)]
+pub struct Ticket([u8; 32]);
+
+impl Ticket {
+    /// The ticket of a header value; `None` for anything but 64 lowercase hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        crate::encoding::hex_decode(text).map(Self)
+    }
+
+    /// Whether this is the ticket behind a session's `client_nonce` (§3).
+    pub fn opens(&self, client_nonce: &Digest) -> bool {
+        crate::commitment::client_nonce(&self.0) == *client_nonce
+    }
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ticket(…)")
+    }
+}
+
 /// The lowercase 8-4-4-4-12 form of a session id's 16 bytes.
-pub fn uuid_text(bytes: &[u8; 16]) -> String {
+fn uuid_text(bytes: &[u8; 16]) -> String {
     let hex = hex::encode(bytes);
     format!(
         "{}-{}-{}-{}-{}",
@@ -365,8 +412,8 @@ mod tests {
     #[test]
     fn session_ids_have_one_text_form() {
         let text = "6f1e0c4a-3b2d-4c1e-9f8a-7b6c5d4e3f21";
-        let bytes = session_id_from_text(text).unwrap();
-        assert_eq!(uuid_text(&bytes), text);
+        let id = SessionId::parse(text).unwrap();
+        assert_eq!(id.to_string(), text);
         for other in [
             "6F1E0C4A-3B2D-4C1E-9F8A-7B6C5D4E3F21",
             "6f1e0c4a3b2d4c1e9f8a7b6c5d4e3f21",
@@ -375,7 +422,7 @@ mod tests {
             "6f1e0c4a-3b2d-4c1e-9f8a7b6c-5d4e3f21",
             "",
         ] {
-            assert_eq!(session_id_from_text(other), None, "{other}");
+            assert_eq!(SessionId::parse(other), None, "{other}");
         }
     }
 
@@ -392,7 +439,7 @@ mod tests {
         let sealed_result = vec![0xa5; 1000];
         let body = ExecutedBody::new(&session_id, [4; 32], [5; 32], &sealed_result).finish(&audit);
         let whole = Executed {
-            session_id: uuid_text(&session_id),
+            session_id: SessionId(session_id).to_string(),
             outcome: "executed".to_owned(),
             request_commitment: [4; 32],
             result_commitment: [5; 32],

@@ -33,6 +33,45 @@ pub(crate) const ENC_LEN: usize = SEC1_LEN;
 pub(crate) const TAG_LEN: usize = 16;
 /// The shortest well-formed `enc_request`: header, `enc` and the tag of an empty plaintext.
 pub const MIN_REQUEST_LEN: usize = HEADER.len() + ENC_LEN + TAG_LEN;
+/// An `enc_request` whose framing is checked (§4): long enough for `hdr ‖ enc ‖` a tag, with the
+/// header of this protocol's one key config. Whether it opens is for the session's key to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRequest(Vec<u8>);
+
+/// Why bytes are not a sealed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    /// Shorter than a header, an `enc` and an AEAD tag.
+    #[error("body is shorter than a sealed request")]
+    TooShort,
+    /// The first 7 bytes are not the session's key config's header.
+    #[error("header differs from the session's key config")]
+    WrongHeader,
+}
+
+impl SealedRequest {
+    /// Checks the framing of `bytes`.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, FramingError> {
+        if bytes.len() < MIN_REQUEST_LEN {
+            return Err(FramingError::TooShort);
+        }
+        if bytes[..HEADER.len()] != HEADER {
+            return Err(FramingError::WrongHeader);
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The bytes as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes as received, taken out.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
 /// Length of the RFC 9458 §3.1 key config published in the TBS.
 pub(crate) const KEY_CONFIG_LEN: usize = 74;
 /// `response_nonce` length: max(Nn, Nk) of AES-256-GCM.

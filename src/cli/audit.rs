@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use wasm_hypervisor_protocol::api::uuid_text;
+use wasm_hypervisor_protocol::api::SessionId;
 use wasm_hypervisor_protocol::commitment::{self, Digest};
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
 use wasm_hypervisor_protocol::replay::LogReplay;
@@ -188,7 +188,7 @@ async fn audit_all(client: &Client, pinned: &PinnedIdentity) -> CliResult<Signed
     for (index, request) in replay.open_requests() {
         println!(
             "request leaf #{index} (session {}) has no result leaf",
-            uuid_text(&request.session_id)
+            SessionId(request.session_id)
         );
     }
     Ok(checkpoint)

@@ -19,12 +19,13 @@ use wasm_hypervisor_actors::auditor::{
 };
 use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::supervisor::{
-    Admit, CreateSession, Execute, GetResult, RequestBody, ResultState, Supervisor,
+    Admit, CreateSession, Execute, GetResult, ResultState, Supervisor,
 };
 use wasm_hypervisor_protocol::api::{
-    self, OCTET_STREAM_CONTENT_TYPE, SEALED_REQUEST_CONTENT_TYPE, TICKET_HEADER,
+    self, OCTET_STREAM_CONTENT_TYPE, SEALED_REQUEST_CONTENT_TYPE, SessionId, TICKET_HEADER, Ticket,
 };
 use wasm_hypervisor_protocol::leaf::Leaf;
+use wasm_hypervisor_protocol::sealing::{FramingError, SealedRequest};
 
 pub(crate) use error::ApiError;
 pub(crate) use read_budget::ReadBudget;
@@ -97,26 +98,14 @@ async fn create_session(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = match read_limited(payload, MAX_SESSION_REQUEST_BYTES).await {
-        RequestBody::Complete(body) => body,
-        RequestBody::TooLarge => {
-            return Err(ApiError(Error::PayloadTooLarge {
-                max_bytes: MAX_SESSION_REQUEST_BYTES,
-            }));
-        }
-        RequestBody::Unreadable => {
-            return Err(ApiError(Error::Malformed(
-                "the request body could not be read",
-            )));
-        }
-    };
-    let request: api::CreateSession =
-        serde_json::from_slice(&body).map_err(|_| Error::BadClientNonce)?;
+    let body = read_limited(payload, MAX_SESSION_REQUEST_BYTES).await?;
+    let client_nonce = serde_json::from_slice::<api::CreateSession>(&body)
+        .ok()
+        .and_then(|request| request.client_nonce())
+        .ok_or(Error::BadClientNonce)?;
     let created = state
         .supervisor
-        .send(CreateSession {
-            client_nonce: request.client_nonce,
-        })
+        .send(CreateSession { client_nonce })
         .await??;
     let expires_at = i64::try_from(created.expires_at)
         .ok()
@@ -124,17 +113,22 @@ async fn create_session(
         .map(|time| time.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default();
     Ok(HttpResponse::Created().json(api::SessionCreated {
-        session_id: created.session_id.hyphenated().to_string(),
+        session_id: created.session_id.to_string(),
         expires_at,
         announcement: created.tbs.to_vec(),
         signature: created.signature,
     }))
 }
 
+/// The session named by a URL; any text but the canonical form names none (`404`).
+fn session_id(path: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(path).ok_or(ApiError(Error::SessionNotFound))
+}
+
 async fn execute(
     state: web::Data<AppState>,
     request: HttpRequest,
-    session_id: web::Path<String>,
+    path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let header = |name| {
@@ -149,19 +143,33 @@ async fn execute(
             .iter()
             .any(|accepted| media_type.eq_ignore_ascii_case(accepted))
     });
-    let session_id = session_id.into_inner();
-    let ticket = header(TICKET_HEADER).map(str::to_owned);
+    let session_id = session_id(&path)?;
+    let ticket = header(TICKET_HEADER).and_then(Ticket::parse);
     // Only a ticket holder makes the daemon read a body.
-    let admit = Admit {
-        session_id: session_id.clone(),
-        ticket: ticket.clone(),
-    };
-    state.supervisor.send(admit).await??;
+    state
+        .supervisor
+        .send(Admit { session_id, ticket })
+        .await??;
+    // §4's order past the supervisor's checks: 413, then 400 for the transfer, the content
+    // type and the framing.
+    let body = read_limited(payload, state.max_request_bytes)
+        .await
+        .map_err(|ApiError(error)| error)
+        .and_then(|bytes| {
+            if !content_type_ok {
+                return Err(Error::Malformed("unsupported content type"));
+            }
+            SealedRequest::parse(bytes).map_err(|framing| match framing {
+                FramingError::TooShort => Error::Malformed("body is shorter than a sealed request"),
+                FramingError::WrongHeader => {
+                    Error::Malformed("header differs from the session's key config")
+                }
+            })
+        });
     let message = Execute {
         session_id,
         ticket,
-        content_type_ok,
-        body: read_limited(payload, state.max_request_bytes).await,
+        body,
     };
     let body = state.supervisor.send(message).await??;
     Ok(HttpResponse::Ok()
@@ -170,33 +178,31 @@ async fn execute(
 }
 
 /// Reads at most `max_bytes`; a longer body is not read further, so it costs no more memory.
-async fn read_limited(mut payload: web::Payload, max_bytes: usize) -> RequestBody {
+async fn read_limited(mut payload: web::Payload, max_bytes: usize) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let Ok(chunk) = chunk else {
-            return RequestBody::Unreadable;
+            return Err(ApiError(Error::Malformed(
+                "the request body could not be read",
+            )));
         };
         if body.len() + chunk.len() > max_bytes {
-            return RequestBody::TooLarge;
+            return Err(ApiError(Error::PayloadTooLarge { max_bytes }));
         }
         body.extend_from_slice(&chunk);
     }
-    RequestBody::Complete(body)
+    Ok(body)
 }
 
 async fn result(
     state: web::Data<AppState>,
-    session_id: web::Path<String>,
+    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = state
-        .supervisor
-        .send(GetResult {
-            session_id: session_id.into_inner(),
-        })
-        .await??;
+    let session_id = session_id(&path)?;
+    let answer = state.supervisor.send(GetResult { session_id }).await??;
     Ok(match answer {
         ResultState::Running(session_id) => HttpResponse::Accepted().json(api::Running {
-            session_id: session_id.hyphenated().to_string(),
+            session_id: session_id.to_string(),
             outcome: "running".to_owned(),
         }),
         ResultState::Finished(body) => HttpResponse::Ok()
@@ -259,11 +265,10 @@ async fn audit_entries(
 
 async fn audit_session(
     state: web::Data<AppState>,
-    session_id: web::Path<String>,
+    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let session_id =
-        api::session_id_from_text(&session_id).ok_or(ApiError(Error::SessionNotFound))?;
-    let proven = ask(&state, SessionEntries(session_id)).await?;
+    let session_id = session_id(&path)?;
+    let proven = ask(&state, SessionEntries(session_id.0)).await?;
     if proven.entries.is_empty() {
         return Err(ApiError(Error::SessionNotFound));
     }
@@ -280,7 +285,7 @@ async fn audit_session(
         })
         .collect();
     Ok(HttpResponse::Ok().json(api::SessionAudit {
-        session_id: api::uuid_text(&session_id),
+        session_id: session_id.to_string(),
         entries,
         checkpoint: proven.checkpoint,
     }))
