@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub budget: BudgetConfig,
     /// Session limits, time-outs and retention.
     pub supervisor: SupervisorConfig,
+    /// How long a stopping daemon goes on serving the sessions it announced before it aborts
+    /// what still runs. Default: 60 s, one session TTL.
+    pub shutdown_grace: Duration,
     pub(crate) limits: LimitsPolicy,
     pub(crate) sandbox: SandboxConfig,
 }
@@ -68,6 +71,7 @@ impl ServerConfig {
             crypto_threads: default_worker_threads(),
             budget: BudgetConfig::default(),
             supervisor: SupervisorConfig::default(),
+            shutdown_grace: Duration::from_secs(60),
             limits: LimitsPolicy::default(),
             sandbox: SandboxConfig::default(),
         }
@@ -156,6 +160,10 @@ pub(crate) struct ServeArgs {
         default_value_t = 10_000
     )]
     pub(crate) max_open_sessions: usize,
+    /// Seconds a stopping daemon (SIGTERM, SIGINT) goes on serving the sessions it announced
+    /// before it gives what still runs an `aborted` result and exits.
+    #[arg(long, env = "WASM_HYPERVISOR_SHUTDOWN_GRACE", default_value_t = 60)]
+    pub(crate) shutdown_grace_secs: u64,
     /// Seconds a session may wait for its execute call.
     #[arg(long, env = "WASM_HYPERVISOR_SESSION_TTL", default_value_t = 60)]
     pub(crate) session_ttl_secs: u64,
@@ -362,6 +370,7 @@ impl ServeArgs {
             worker_threads,
             crypto_threads,
             budget,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             supervisor: SupervisorConfig {
                 session_ttl: Duration::from_secs(self.session_ttl_secs),
                 max_open_sessions: self.max_open_sessions,

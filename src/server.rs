@@ -2,16 +2,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_rt::signal::unix::{SignalKind, signal};
+use futures_util::future::Either;
 
 use actix::{Actor as _, Arbiter};
 use actix_web::{App, HttpServer, web};
 use wasm_hypervisor_actors::auditor::audit_log::{AuditError, AuditLog};
 use wasm_hypervisor_actors::auditor::store::{self, StoreError, StoreKind};
-use wasm_hypervisor_actors::auditor::{Auditor, LogHealth, Scrub};
+use wasm_hypervisor_actors::auditor::{Auditor, Close, LogHealth, Scrub};
 use wasm_hypervisor_actors::budget::MemoryBudget;
 use wasm_hypervisor_actors::executor::Lanes;
 use wasm_hypervisor_actors::metrics::Metrics;
-use wasm_hypervisor_actors::supervisor::Supervisor;
+use wasm_hypervisor_actors::supervisor::{Draining, Outstanding, Supervisor};
 use wasm_hypervisor_protocol::api::{self, SUITE};
 use wasm_hypervisor_protocol::identity::IdentityKey;
 
@@ -44,6 +49,12 @@ pub enum ServerError {
         /// The store the existing log is in.
         found: StoreKind,
     },
+    /// The OS refused to deliver SIGTERM or SIGINT.
+    #[error("cannot listen for SIGTERM and SIGINT")]
+    Signals(#[source] std::io::Error),
+    /// The HTTP server stopped by itself.
+    #[error("the HTTP server stopped")]
+    Serve(#[source] std::io::Error),
     /// The lanes' threads could not be started.
     #[error("cannot start the worker threads")]
     Threads(#[source] std::io::Error),
@@ -74,6 +85,85 @@ pub struct RunningServer {
     pub server: actix_web::dev::Server,
     /// What `GET /identity` serves.
     pub identity: api::Identity,
+    /// What a phased stop needs.
+    stopping: Stopping,
+}
+
+/// The parts of a running daemon a phased stop talks to.
+struct Stopping {
+    draining: Draining,
+    supervisor: Addr<Supervisor>,
+    auditor: Addr<Auditor>,
+    grace: Duration,
+}
+
+/// How often a draining daemon looks whether its announced sessions have ended.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+impl RunningServer {
+    /// Serves until SIGTERM or SIGINT, then stops in phases ([`Self::drain`]) and returns.
+    pub async fn run_until_signalled(self) -> Result<(), ServerError> {
+        let handle = self.server.handle();
+        let mut serving = actix_rt::spawn(self.server);
+        let mut terminate = signal(SignalKind::terminate()).map_err(ServerError::Signals)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
+        let signalled = async {
+            futures_util::future::select(Box::pin(terminate.recv()), Box::pin(interrupt.recv()))
+                .await;
+        };
+        match futures_util::future::select(&mut serving, Box::pin(signalled)).await {
+            Either::Left((served, _)) => {
+                return match served {
+                    Ok(served) => served.map_err(ServerError::Serve),
+                    Err(failed) => Err(ServerError::Serve(std::io::Error::other(
+                        failed.to_string(),
+                    ))),
+                };
+            }
+            Either::Right(((), _)) => {}
+        }
+        drain(&self.stopping).await;
+        handle.stop(false).await;
+        Ok(())
+    }
+}
+
+/// The phased stop: report not ready and refuse new sessions, go on serving execute and result
+/// calls for the sessions already announced until they have all ended or the grace period has
+/// passed, then give what still runs an `aborted` result leaf and make the log durable. Not
+/// actix-web's own graceful stop, which closes the listener at once.
+async fn drain(stopping: &Stopping) {
+    stopping.draining.start();
+    log::info!(
+        "draining: no new sessions; waiting up to {:?} for the announced ones",
+        stopping.grace
+    );
+    let deadline = std::time::Instant::now() + stopping.grace;
+    loop {
+        match stopping.supervisor.send(Outstanding).await {
+            Ok((0, 0)) | Err(_) => break,
+            Ok((open, running)) if std::time::Instant::now() >= deadline => {
+                log::warn!(
+                    "grace period over: {open} announced sessions unused, {running} executions cut off"
+                );
+                break;
+            }
+            Ok(_) => actix_rt::time::sleep(DRAIN_POLL).await,
+        }
+    }
+    match stopping.auditor.send(Close).await {
+        Ok(Ok(aborted)) => {
+            for session_id in &aborted {
+                log::warn!(
+                    "session {} was cut off by the stop; logged as aborted",
+                    api::SessionId(*session_id)
+                );
+            }
+            log::info!("audit log closed and durable; stopping");
+        }
+        Ok(Err(error)) => log::error!("closing the audit log failed: {error}"),
+        Err(_) => log::error!("the auditor is gone; the log was not closed"),
+    }
 }
 
 /// Starts the daemon inside the current actix system and returns once it listens.
@@ -99,18 +189,34 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         config.sandbox,
     )
     .map_err(ServerError::Threads)?;
+    let draining = Draining::default();
     let readiness = Readiness {
         log_health: log_health.clone(),
+        draining: draining.clone(),
     };
     let supervisor = {
-        let (config, auditor, metrics) = (
+        let (config, auditor, draining, metrics) = (
             config.supervisor.clone(),
             auditor.clone(),
+            draining.clone(),
             Arc::clone(&metrics),
         );
         Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            Supervisor::new(config, identity, lanes, (auditor, log_health), metrics)
+            Supervisor::new(
+                config,
+                identity,
+                lanes,
+                (auditor, log_health),
+                draining,
+                metrics,
+            )
         })
+    };
+    let stopping = Stopping {
+        draining,
+        supervisor: supervisor.clone(),
+        auditor: auditor.clone(),
+        grace: config.shutdown_grace,
     };
     let state = web::Data::new(AppState {
         supervisor,
@@ -125,8 +231,10 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         addr: config.listen,
         source,
     };
+    // The daemon stops in phases on its own signal handling (`run_until_signalled`).
     let http_server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes));
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+            .disable_signals();
     let http_server = match &config.tls {
         None => http_server.bind(config.listen),
         Some(files) => http_server.bind_rustls_0_23(config.listen, tls_config(files)?),
@@ -147,6 +255,7 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         addr,
         server: http_server.run(),
         identity: identity_body,
+        stopping,
     })
 }
 
@@ -156,7 +265,7 @@ fn open_audit_log(
     identity: &Arc<IdentityKey>,
     origin: &str,
     metrics: Arc<Metrics>,
-) -> Result<(actix::Addr<Auditor>, LogHealth), ServerError> {
+) -> Result<(Addr<Auditor>, LogHealth), ServerError> {
     // A log of the other kind must not be silently replaced by an empty one.
     for other in StoreKind::ALL
         .into_iter()

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
@@ -61,6 +62,23 @@ pub fn default_worker_threads() -> usize {
 /// late execute learns that its session expired rather than that it never existed.
 pub const TOMBSTONE_MIN: Duration = Duration::from_secs(60);
 
+/// Set when the daemon stops taking new sessions (on SIGTERM or SIGINT); shared by the
+/// supervisor, which refuses them, and the HTTP layer, whose readiness reports it.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// From now on no session is announced.
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the daemon is draining.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// How long a refused client should wait before retrying.
 const RETRY_AFTER_SECS: u32 = 1;
 
@@ -74,6 +92,7 @@ pub struct Supervisor {
     lanes: Lanes,
     auditor: Addr<Auditor>,
     log_health: LogHealth,
+    draining: Draining,
     metrics: Arc<Metrics>,
     sessions: HashMap<SessionId, Session>,
     /// Each session's `expires_at` (Unix seconds), in the order the sessions were announced,
@@ -120,6 +139,7 @@ impl Supervisor {
         identity: Arc<IdentityKey>,
         lanes: Lanes,
         (auditor, log_health): (Addr<Auditor>, LogHealth),
+        draining: Draining,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -129,6 +149,7 @@ impl Supervisor {
             lanes,
             auditor,
             log_health,
+            draining,
             metrics,
             sessions: HashMap::new(),
             expiries: VecDeque::new(),
@@ -172,8 +193,12 @@ impl Supervisor {
     /// The checks of `POST /sessions`; on success a place among the open sessions is taken
     /// for the announcement the crypto lane is about to make.
     fn admit_announcement(&mut self) -> Result<(), Error> {
-        // Without a writable log nothing could be committed: fail closed.
-        if !self.log_health.is_writable() || self.open_sessions >= self.config.max_open_sessions {
+        // Without a writable log nothing could be committed: fail closed. A draining daemon
+        // announces nothing new: a load balancer sends the client elsewhere.
+        if !self.log_health.is_writable()
+            || self.draining.is_draining()
+            || self.open_sessions >= self.config.max_open_sessions
+        {
             self.metrics.refused("sessions");
             return Err(Error::Overloaded {
                 retry_after_secs: RETRY_AFTER_SECS,
@@ -653,6 +678,20 @@ impl Handler<Execute> for Supervisor {
     }
 }
 
+/// Sessions announced and not executed, and executions not ended: what a draining daemon
+/// waits for.
+#[derive(Message)]
+#[rtype(result = "(usize, usize)")]
+pub struct Outstanding;
+
+impl Handler<Outstanding> for Supervisor {
+    type Result = MessageResult<Outstanding>;
+
+    fn handle(&mut self, _: Outstanding, _: &mut Self::Context) -> Self::Result {
+        MessageResult((self.open_sessions, self.pending_executions))
+    }
+}
+
 /// `GET /sessions/{id}/result`.
 #[derive(Message)]
 #[rtype(result = "Result<ResultState, Error>")]
@@ -793,6 +832,7 @@ mod tests {
             identity,
             lanes,
             auditor,
+            Draining::default(),
             metrics,
         )
         .start();

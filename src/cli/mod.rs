@@ -144,6 +144,6 @@ type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 async fn serve(args: ServeArgs) -> CliResult<()> {
     let config = args.into_config()?;
     let running = crate::server::start(config)?;
-    running.server.await?;
+    running.run_until_signalled().await?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use wasm_hypervisor_actors::auditor::{
 };
 use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::supervisor::{
-    Admit, CreateSession, Execute, GetResult, ResultState, Supervisor,
+    Admit, CreateSession, Draining, Execute, GetResult, ResultState, Supervisor,
 };
 use wasm_hypervisor_protocol::api::{
     self, OCTET_STREAM_CONTENT_TYPE, SEALED_REQUEST_CONTENT_TYPE, SessionId, TICKET_HEADER, Ticket,
@@ -42,9 +42,10 @@ pub(crate) struct AppState {
     pub(crate) result_reads: ReadBudget,
 }
 
-/// What `/readyz` checks: the log takes writes.
+/// What `/readyz` checks: the log takes writes and the daemon is not draining.
 pub(crate) struct Readiness {
     pub(crate) log_health: LogHealth,
+    pub(crate) draining: Draining,
 }
 
 /// `POST /sessions` bodies are one short JSON object.
@@ -73,10 +74,16 @@ async fn healthz() -> HttpResponse {
     }))
 }
 
-/// Ready: the audit log takes writes.
+/// Ready: the audit log takes writes and the daemon takes new sessions.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let readiness = &state.readiness;
-    let problem = (!readiness.log_health.is_writable()).then_some("the audit log is not writable");
+    let problem = if readiness.draining.is_draining() {
+        Some("the daemon is stopping: it takes no new sessions")
+    } else if !readiness.log_health.is_writable() {
+        Some("the audit log is not writable")
+    } else {
+        None
+    };
     match problem {
         None => HttpResponse::Ok().json(serde_json::json!({"ready": true})),
         Some(reason) => HttpResponse::ServiceUnavailable()

@@ -124,6 +124,33 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Sends SIGTERM: the daemon starts its phased stop.
+    pub(crate) fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM is delivered");
+    }
+
+    /// Waits, at most `patience`, for the daemon to exit by itself; its exit status and log.
+    pub(crate) fn wait_for_exit(mut self, patience: Duration) -> (ExitStatus, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the status is readable") {
+                return (status, self.stderr.lock().unwrap().clone());
+            }
+            assert!(
+                started.elapsed() < patience,
+                "the daemon did not exit within {patience:?}:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();

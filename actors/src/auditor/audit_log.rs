@@ -230,9 +230,25 @@ impl AuditLog {
                 note
             }
         };
+        let mut log = Self {
+            store,
+            identity,
+            origin,
+            edge,
+            checkpoint,
+            retention,
+        };
+        let aborted = log.abort_pending()?;
+        Ok((log, aborted))
+    }
+
+    /// Appends an `aborted` result leaf for every request leaf still waiting for its result:
+    /// what a crash cut off, on opening, or what a shutdown's grace period cut off. Returns the
+    /// session ids.
+    pub fn abort_pending(&mut self) -> Result<Vec<[u8; 16]>, AuditError> {
         let mut aborted = Vec::new();
-        for index in store.pending_requests()? {
-            match store.leaf(index)?.as_deref().map(Leaf::decode) {
+        for index in self.store.pending_requests()? {
+            match self.store.leaf(index)?.as_deref().map(Leaf::decode) {
                 Some(Ok(Leaf::Request(request))) => {
                     aborted.push(NewLeaf::from(Leaf::Result(ResultLeaf {
                         session_id: request.session_id,
@@ -246,25 +262,17 @@ impl AuditLog {
                     })))
                 }
                 _ => {
-                    return Err(tampered(format!(
+                    return Err(AuditError::Tampered(format!(
                         "pending request {index} is not a request leaf"
                     )));
                 }
             }
         }
         let session_ids = aborted.iter().map(|new| *new.leaf.session_id()).collect();
-        let mut log = Self {
-            store,
-            identity,
-            origin,
-            edge,
-            checkpoint,
-            retention,
-        };
         if !aborted.is_empty() {
-            log.append(aborted)?;
+            self.append(aborted)?;
         }
-        Ok((log, session_ids))
+        Ok(session_ids)
     }
 
     /// The number of leaves.

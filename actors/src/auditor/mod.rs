@@ -172,6 +172,39 @@ impl Handler<Scrub> for Auditor {
     }
 }
 
+/// Closes the log for a shutdown: nothing more is appended, and every request still waiting
+/// for its result gets an `aborted` result leaf, durably. Answers with their session ids.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<[u8; 16]>, AuditError>")]
+pub struct Close;
+
+impl Handler<Close> for Auditor {
+    type Result = ResponseFuture<Result<Vec<[u8; 16]>, AuditError>>;
+
+    fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
+        // Queued appends are refused from here on; a batch being written finishes first, since
+        // the writer takes its messages in order.
+        self.health.fail();
+        let closed = self.writer.send(AbortPending);
+        Box::pin(async move { closed.await.unwrap_or(Err(AuditError::Unavailable)) })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Vec<[u8; 16]>, AuditError>")]
+struct AbortPending;
+
+impl Handler<AbortPending> for LogWriter {
+    type Result = Result<Vec<[u8; 16]>, AuditError>;
+
+    fn handle(&mut self, _: AbortPending, _: &mut Self::Context) -> Self::Result {
+        let aborted = self.log()?.abort_pending();
+        // Closed: whatever happens, nothing is appended after this.
+        self.log = None;
+        aborted
+    }
+}
+
 /// A read-only question of §6, answered from the log on the log's own thread.
 pub trait Question: Send + 'static {
     /// What the question is answered with.
