@@ -290,6 +290,8 @@ async fn a_full_queue_refuses_executions_without_consuming_them() {
     let daemon = start(|config| config.supervisor.max_pending_executions = 1);
     let spin = wasm_hypervisor_protocol::payload::RequestPayload {
         limits: wasm_hypervisor_protocol::payload::RequestedLimits {
+            // The most fuel there is, so that only the clock ends it, however fast wasmi.
+            fuel: Some(u64::MAX),
             timeout_ms: Some(1000),
             ..Default::default()
         },

@@ -126,6 +126,8 @@ async fn every_status_is_reachable() {
             "timeout",
             RequestPayload {
                 limits: RequestedLimits {
+                    // The most fuel there is, so that only the clock ends it, however fast wasmi.
+                    fuel: Some(u64::MAX),
                     timeout_ms: Some(100),
                     ..Default::default()
                 },
@@ -271,6 +273,8 @@ async fn a_client_whose_connection_breaks_still_gets_its_result() {
     let pinned = client.identity().await.unwrap();
     let spin = RequestPayload {
         limits: RequestedLimits {
+            // The most fuel there is, so that only the clock ends it, however fast wasmi.
+            fuel: Some(u64::MAX),
             timeout_ms: Some(1500),
             ..Default::default()
         },
