@@ -332,6 +332,9 @@ impl ServeArgs {
         if crypto_threads == 0 {
             return Err(invalid("crypto-workers", "must be at least 1"));
         }
+        if self.memory_budget == Some(0) {
+            return Err(invalid("memory-budget", "must be above 0"));
+        }
         let budget = BudgetConfig {
             memory_bytes: self
                 .memory_budget
@@ -440,6 +443,8 @@ mod tests {
         assert_eq!(workers.setting, "workers");
         let crypto = parse("crypto-workers = 0\n", &[]).unwrap_err();
         assert_eq!(crypto.setting, "crypto-workers");
+        let budget = parse("memory-budget = 0\n", &[]).unwrap_err();
+        assert_eq!(budget.setting, "memory-budget");
     }
 
     #[test]

@@ -110,9 +110,9 @@ pub struct SandboxConfig {
     /// Bytes of wasmi's value stack a program may use before it traps with a stack overflow.
     /// Default: 1 000 000 (wasmi's default).
     pub max_stack_height: usize,
-    /// Fuel per slice of the entry call; the wall-clock deadline is checked between slices.
-    /// In a release build a slice takes about 1 ms of a tight loop and 7–9 ms of a loop of
-    /// WASI calls (`measure_slice_duration` in the tests). Default: 1 000 000.
+    /// Fuel per slice: after each, the run goes back to the run queue and its worker time is
+    /// checked against its time limit. In a release build a slice takes about 1 ms of a tight
+    /// loop and 10–13 ms of a loop of WASI calls (`cargo bench -p wasm-hypervisor-actors --bench sandbox`). Default: 1 000 000.
     pub fuel_slice: u64,
     /// Most fuel a module's start function may use; it runs inside instantiation, unsliced.
     /// Default: 1 000 000 (one slice).
