@@ -165,7 +165,66 @@ fn validation_overrun() {
     }
 }
 
+/// What slicing costs a CPU-bound guest: the same run in `fuel_slice` slices, each a
+/// [`sandbox::Run::step`] as the wasm lane takes them, and in one slice.
+fn slicing_overhead() {
+    let wasm = wat::parse_str(
+        r#"(module (func (export "_start") (local $n i32)
+          (local.set $n (i32.const 100000000))
+          (loop $l
+            (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+            (br_if $l (local.get $n)))))"#,
+    )
+    .expect("valid WAT");
+    let program = Program {
+        wasm: &wasm,
+        entry: "_start",
+        args: &[],
+        env: &[],
+        stdin: &[],
+        random_seed: [0; 32],
+        issued_at_secs: 0,
+    };
+    let limits = Limits {
+        fuel: u64::MAX,
+        memory_bytes: 1 << 20,
+        output_bytes: 1 << 10,
+        timeout_ms: 600_000,
+    };
+    let mut medians = Vec::new();
+    let mut fuel = Vec::new();
+    for fuel_slice in [SandboxConfig::default().fuel_slice, u64::MAX] {
+        let config = SandboxConfig {
+            fuel_slice,
+            ..SandboxConfig::default()
+        };
+        let took = median(
+            (0..ROUNDS)
+                .map(|_| {
+                    let started = Instant::now();
+                    let report = sandbox::run(&program, &limits, &config);
+                    let took = started.elapsed();
+                    fuel.push(report.fuel_consumed);
+                    took
+                })
+                .collect(),
+        );
+        medians.push(took);
+    }
+    assert!(
+        fuel.windows(2).all(|pair| pair[0] == pair[1]),
+        "slicing changes no fuel"
+    );
+    println!(
+        "a 100 M-turn countdown: sliced {:?}, one slice {:?}: slicing costs {:+.1} %",
+        medians[0],
+        medians[1],
+        (medians[0].as_secs_f64() / medians[1].as_secs_f64() - 1.0) * 100.0
+    );
+}
+
 fn main() {
+    slicing_overhead();
     validation_overrun();
     slice_durations();
     whole_session();

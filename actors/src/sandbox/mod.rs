@@ -169,7 +169,8 @@ pub struct RunReport {
     pub(crate) returns: Option<Vec<ReturnValue>>,
     /// Why the run did not simply succeed; `None` for `ok` and `exit`.
     pub(crate) error: Option<String>,
-    pub(crate) fuel_consumed: u64,
+    /// Fuel the run consumed, the same however it was sliced.
+    pub fuel_consumed: u64,
     /// Worker time of the run's slices, compilation included; the one field that is not
     /// deterministic.
     pub duration: Duration,
