@@ -146,6 +146,8 @@ async fn execute(job: Job, place: QueuePlace, lanes: Lanes) -> Finished {
             output_map,
             sealing,
         } => {
+            // Nothing will run: its body is gone, and with it its claim on the queue.
+            drop(place);
             let sealed = lanes
                 .crypto
                 .run(move || session::seal(sealing, &output_map));
