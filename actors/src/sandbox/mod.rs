@@ -86,8 +86,8 @@ pub(crate) const ENGINE: &str =
 
 /// The default of [`SandboxConfig::max_module_bytes`]. The slowest validation measured on the
 /// 2-core development machine (release build, `cargo bench --bench sandbox`) was code dense with
-/// one-target `br_table`s at about 41 MiB/s, so a module this size holds a worker for at most
-/// about 100 ms past its time limit.
+/// `br_table`s: 135 MiB/s on a quiet machine, 41 MiB/s while a build loaded it. A module this
+/// size therefore holds a worker for about 30 ms, at most about 100 ms, past its time limit.
 pub const DEFAULT_MAX_MODULE_BYTES: usize = 4 << 20;
 
 /// An entry name that panics the worker thread, so that tests can prove a panic costs one
