@@ -141,8 +141,12 @@ mod tests {
                 }
             });
         }
+        // The lane's one thread waits at this gate until both are queued.
+        let (open, gate) = mpsc::channel::<()>();
+        lane.push(move |_| gate.recv().unwrap());
         turns(&lane, 'a', 3, order.clone());
         turns(&lane, 'b', 3, order);
+        open.send(()).unwrap();
         let ran: String = (0..6)
             .map(|_| {
                 seen.recv_timeout(std::time::Duration::from_secs(10))
