@@ -24,7 +24,7 @@ async fn post_session(url: &str) -> u16 {
 #[actix_rt::test]
 async fn sigterm_serves_announced_sessions_then_aborts_what_still_runs() {
     let data = tempfile::tempdir().unwrap();
-    let daemon = process::start(data.path(), "127.0.0.1:0", &["--shutdown-grace-secs", "2"]);
+    let daemon = process::start(data.path(), "127.0.0.1:0", &["--shutdown-grace-secs", "5"]);
     let pinned = daemon.pinned().await;
     let client = Client::with_timeout(&daemon.url(""), Duration::from_secs(60));
     let long = RequestPayload {
