@@ -16,6 +16,19 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// `wasm` as a WASI command with no arguments, environment or input.
+fn command(wasm: &[u8]) -> Program<'_> {
+    Program {
+        wasm,
+        entry: "_start",
+        args: &[],
+        env: &[],
+        stdin: &[],
+        random_seed: [0; 32],
+        issued_at_secs: 0,
+    }
+}
+
 /// A WASI command that repeats `body` forever.
 fn looping(body: &str) -> Vec<u8> {
     wat::parse_str(format!(
@@ -49,15 +62,7 @@ fn slice_durations() {
         ),
     ] {
         let wasm = looping(body);
-        let program = Program {
-            wasm: &wasm,
-            entry: "_start",
-            args: &[],
-            env: &[],
-            stdin: &[],
-            random_seed: [0; 32],
-            issued_at_secs: 0,
-        };
+        let program = command(&wasm);
         let per_slice = median(
             (0..ROUNDS)
                 .map(|_| sandbox::run(&program, &limits, &config).duration / slices as u32)
@@ -142,15 +147,7 @@ fn validation_overrun() {
     for targets in [1, 16, 1000] {
         for mib in [1, 4] {
             let wasm = br_tables(mib << 20, targets);
-            let program = Program {
-                wasm: &wasm,
-                entry: "_start",
-                args: &[],
-                env: &[],
-                stdin: &[],
-                random_seed: [0; 32],
-                issued_at_secs: 0,
-            };
+            let program = command(&wasm);
             let took = median(
                 (0..5)
                     .map(|_| sandbox::run(&program, &limits, &config).duration)
@@ -176,15 +173,7 @@ fn slicing_overhead() {
             (br_if $l (local.get $n)))))"#,
     )
     .expect("valid WAT");
-    let program = Program {
-        wasm: &wasm,
-        entry: "_start",
-        args: &[],
-        env: &[],
-        stdin: &[],
-        random_seed: [0; 32],
-        issued_at_secs: 0,
-    };
+    let program = command(&wasm);
     let limits = Limits {
         fuel: u64::MAX,
         memory_bytes: 1 << 20,
