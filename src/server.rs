@@ -1,4 +1,5 @@
-//! Starting the daemon: identity, worker pool, supervisor and HTTP server, in that order.
+//! Starting the daemon (identity, audit log, lanes, supervisor and HTTP server, in that order)
+//! and stopping it in phases.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -120,7 +120,7 @@ pub(super) fn grant(mut ctx: impl AsContextMut<Data = Host>, fuel: u64) {
 }
 
 /// Tops the tank up so that it holds at least `required`, with
-/// min(unspent budget, max(slice, `required`)) more fuel, once the deadline has been checked.
+/// min(unspent budget, max(slice, `required`)) more fuel, once the time limit has been checked.
 pub(super) fn refill(mut ctx: impl AsContextMut<Data = Host>, required: u64) -> Result<(), Stop> {
     let mut ctx = ctx.as_context_mut();
     let meter = &ctx.data().meter;

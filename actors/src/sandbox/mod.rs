@@ -1,5 +1,5 @@
-//! The sandbox: runs one WebAssembly program under hard limits (fuel, memory, output, wall
-//! clock) and reports how it ended, as the status table of `docs/PROTOCOL.md` §7 defines it.
+//! The sandbox: runs one WebAssembly program, a slice at a time, under hard limits (fuel,
+//! memory, output, worker time) and reports how it ended, as the status table of `docs/PROTOCOL.md` §7 defines it.
 //!
 //! # How a run goes
 //!
@@ -18,22 +18,24 @@
 //!    the entry must be an exported function without parameters whose results are numbers;
 //!    otherwise `link_error`, before any guest code runs.
 //! 3. Instantiation, which runs the module's start function, if any. wasmi runs it inside
-//!    instantiation with a plain, non-resumable call, so it cannot be sliced and no deadline
+//!    instantiation with a plain, non-resumable call, so it cannot be sliced and no time-limit
 //!    check happens while it runs. It is bounded by fuel instead: instantiation gets
 //!    min(unspent budget, `start_fuel`). If it runs out, the run is `out_of_fuel` when the
 //!    budget was the smaller of the two, and otherwise a `trap` ("start function exceeded its
 //!    fuel cap"): the server's cap, not the client's budget, stopped it. `start_fuel` therefore
-//!    also bounds how long a start function can hold the thread past the deadline.
-//! 4. The entry, in fuel slices: a resumable call gets min(unspent budget, `fuel_slice`) fuel;
-//!    whenever it runs out the deadline is checked, and the call resumes with
+//!    also bounds how long a start function can hold the thread past the time limit.
+//! 4. The entry, in fuel slices, one per [`Run::step`]: a resumable call gets
+//!    min(unspent budget, `fuel_slice`) fuel; when it runs out the run pauses and goes back to
+//!    the run queue, and its next step checks the time limit and resumes the call with
 //!    min(unspent budget, max(`fuel_slice`, fuel the next instruction needs)) more. If the
 //!    budget cannot cover the next instruction the run is `out_of_fuel`. An instruction either
 //!    gets all the fuel it needs or does not run, so the fuel consumed, and everything the guest
 //!    can see (the clocks are fuel), is the same whatever the slice size. Host functions pay
-//!    for the bytes they move from the same tank and refill it the same way ([`wasi`]), so a
-//!    slice of WASI calls is as short as a slice of Wasm code ([`fuel`]).
+//!    for the bytes they move from the same tank ([`wasi`]); one that finds it short tops it
+//!    up by exactly what is missing, so the guest pauses right after it ([`fuel`]).
 //!
-//! The deadline is `timeout_ms` after `run` starts, compilation included.
+//! `timeout_ms` counts the time the run's steps hold a worker, compilation included; the time
+//! between steps, waiting for a worker, does not count.
 //!
 //! # Build requirement
 //!

@@ -33,7 +33,7 @@
 //! Host work is paid in fuel like Wasm work: a call takes 1 fuel per 16 bytes of guest memory
 //! it reads or writes (rounded up) before it acts. Without that, a loop of cheap calls that
 //! each fill megabytes (`random_get`) does seconds of work per fuel slice and runs far past the
-//! deadline; with it a slice of host calls takes about as long as a slice of Wasm code.
+//! time limit; with it a slice of host calls takes about as long as a slice of Wasm code.
 //!
 //! Every call first checks its arguments: fds, clock ids and counts, and that every range of
 //! guest memory it will touch lies inside memory (offsets computed without overflow). A call
