@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,14 +14,31 @@ use wasm_hypervisor_actors::auditor::store::{DEFAULT_CACHE_BYTES, StoreKind};
 use wasm_hypervisor_actors::budget::BudgetConfig;
 use wasm_hypervisor_actors::sandbox::SandboxConfig;
 use wasm_hypervisor_actors::session::LimitsPolicy;
+use wasm_hypervisor_actors::shares::AddressShare;
 use wasm_hypervisor_actors::supervisor::{SupervisorConfig, default_worker_threads};
 use wasm_hypervisor_protocol::identity::validate_origin;
 use wasm_hypervisor_protocol::payload::Limits;
+
+pub use crate::edge::ConnectionLimits;
+pub use crate::http::{BodyLimits, RateConfig};
 
 /// Everything `serve` needs, validated.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub(crate) listen: SocketAddr,
+    /// Where `/metrics` (and the probes) are served, apart from the public API; `None`: not
+    /// served. Default: none here, 127.0.0.1:9464 for `serve`.
+    pub admin_listen: Option<SocketAddr>,
+    /// Bounds of every public connection.
+    pub connections: ConnectionLimits,
+    /// How request bodies must arrive, and how many of their bytes may be in flight.
+    pub bodies: BodyLimits,
+    /// The part of each global resource (connections, open sessions, queued executions and
+    /// their bytes, bytes of bodies being received) that one client address may hold; it
+    /// replaces the shares in `budget` and `supervisor`. Default: 25 %.
+    pub address_share: AddressShare,
+    /// Requests per second per client address; `None`: unlimited. Default: none.
+    pub rate: Option<RateConfig>,
     /// Serve HTTPS with this PEM certificate chain and private key.
     pub tls: Option<TlsFiles>,
     /// Holds the identity key and the audit log.
@@ -59,6 +77,11 @@ impl ServerConfig {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
         Self {
             listen,
+            admin_listen: None,
+            connections: ConnectionLimits::default(),
+            bodies: BodyLimits::default(),
+            address_share: AddressShare::DEFAULT,
+            rate: None,
             tls: None,
             data_dir,
             store: StoreKind::default(),
@@ -118,6 +141,49 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WASM_HYPERVISOR_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
+    /// Address of the admin listener, which serves /metrics (and /healthz, /readyz); `off`
+    /// serves none. Keep it off the public network.
+    #[arg(
+        long,
+        env = "WASM_HYPERVISOR_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub(crate) admin_listen: String,
+    /// Public connections open at once (lowered to what the open-file limit leaves).
+    #[arg(long, env = "WASM_HYPERVISOR_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    pub(crate) max_connections: usize,
+    /// Percent of each global resource (connections, open sessions, queued executions and
+    /// their bytes, bytes of bodies being received) one client address may hold; past it, 429.
+    #[arg(
+        long,
+        env = "WASM_HYPERVISOR_ADDRESS_SHARE_PERCENT",
+        default_value_t = 25
+    )]
+    pub(crate) address_share_percent: u8,
+    /// Seconds a client has to send a request's line and headers.
+    #[arg(long, env = "WASM_HYPERVISOR_HEADER_TIMEOUT_SECS", default_value_t = ConnectionLimits::default().header_timeout.as_secs())]
+    pub(crate) header_timeout_secs: u64,
+    /// Seconds an idle connection is kept open between requests.
+    #[arg(long, env = "WASM_HYPERVISOR_KEEP_ALIVE_SECS", default_value_t = ConnectionLimits::default().keep_alive.as_secs())]
+    pub(crate) keep_alive_secs: u64,
+    /// Seconds a response may wait for the client to read before the connection is closed.
+    #[arg(long, env = "WASM_HYPERVISOR_WRITE_TIMEOUT_SECS", default_value_t = ConnectionLimits::default().write_timeout.as_secs())]
+    pub(crate) write_timeout_secs: u64,
+    /// Seconds a request body may pause, and may take before --body-min-rate applies; then 408.
+    #[arg(long, env = "WASM_HYPERVISOR_BODY_TIMEOUT_SECS", default_value_t = BodyLimits::default().timeout.as_secs())]
+    pub(crate) body_timeout_secs: u64,
+    /// Bytes per second a request body must average after its first --body-timeout-secs; 0: no minimum.
+    #[arg(long, env = "WASM_HYPERVISOR_BODY_MIN_RATE", default_value_t = BodyLimits::default().min_rate)]
+    pub(crate) body_min_rate: u64,
+    /// Bytes of request bodies being received at once before requests get 503.
+    #[arg(long, env = "WASM_HYPERVISOR_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = BodyLimits::default().max_in_flight)]
+    pub(crate) max_body_bytes_in_flight: u64,
+    /// Requests per second each client address may make (health probes aside); 0: no limit.
+    #[arg(long, env = "WASM_HYPERVISOR_RATE_PER_ADDRESS", default_value_t = 0)]
+    pub(crate) rate_per_address: u32,
+    /// Requests an idle address may make at once under --rate-per-address.
+    #[arg(long, env = "WASM_HYPERVISOR_RATE_BURST", default_value_t = 50)]
+    pub(crate) rate_burst: u32,
     /// PEM certificate chain: serve HTTPS instead of HTTP (needs --tls-key).
     #[arg(long, env = "WASM_HYPERVISOR_TLS_CERT", requires = "tls_key")]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -335,12 +401,35 @@ impl ServeArgs {
         if self.memory_budget == Some(0) {
             return Err(invalid("memory-budget", "must be above 0"));
         }
+        let address_share = AddressShare::percent(self.address_share_percent)
+            .ok_or_else(|| invalid("address-share-percent", "must be 1 to 100"))?;
         let budget = BudgetConfig {
             memory_bytes: self
                 .memory_budget
                 .unwrap_or_else(|| BudgetConfig::default().memory_bytes),
             max_queued: self.max_queued,
             max_queued_bytes: self.max_queued_bytes,
+            address_share,
+        };
+        let admin_listen = match self.admin_listen.as_str() {
+            "off" => None,
+            addr => Some(addr.parse().map_err(|_| {
+                invalid(
+                    "admin-listen",
+                    format!("`{addr}` is not an address:port or `off`"),
+                )
+            })?),
+        };
+        if self.max_connections == 0 {
+            return Err(invalid("max-connections", "must be at least 1"));
+        }
+        let rate = match (
+            NonZeroU32::new(self.rate_per_address),
+            NonZeroU32::new(self.rate_burst),
+        ) {
+            (None, _) => None,
+            (Some(per_second), Some(burst)) => Some(RateConfig { per_second, burst }),
+            (Some(_), None) => return Err(invalid("rate-burst", "must be at least 1")),
         };
         let sandbox = SandboxConfig {
             max_table_elements: self.max_table_elements,
@@ -359,6 +448,20 @@ impl ServeArgs {
         };
         Ok(ServerConfig {
             listen: self.listen,
+            admin_listen,
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                header_timeout: Duration::from_secs(self.header_timeout_secs),
+                keep_alive: Duration::from_secs(self.keep_alive_secs),
+                write_timeout: Duration::from_secs(self.write_timeout_secs),
+            },
+            bodies: BodyLimits {
+                timeout: Duration::from_secs(self.body_timeout_secs),
+                min_rate: self.body_min_rate,
+                max_in_flight: self.max_body_bytes_in_flight,
+            },
+            address_share,
+            rate,
             tls,
             data_dir: self.data_dir,
             store: self.store,
@@ -377,6 +480,7 @@ impl ServeArgs {
             supervisor: SupervisorConfig {
                 session_ttl: Duration::from_secs(self.session_ttl_secs),
                 max_open_sessions: self.max_open_sessions,
+                address_share,
                 max_request_bytes: self.max_request_bytes,
             },
             limits,
@@ -448,6 +552,36 @@ mod tests {
     }
 
     #[test]
+    fn the_edge_bounds_are_settings_and_the_admin_listener_can_be_off() {
+        let config = parse(
+            "admin-listen = \"off\"\naddress-share-percent = 10\nbody-timeout-secs = 3\nrate-per-address = 5\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.admin_listen, None);
+        assert_eq!(config.address_share, AddressShare::percent(10).unwrap());
+        assert_eq!(config.budget.address_share, config.address_share);
+        assert_eq!(config.supervisor.address_share, config.address_share);
+        assert_eq!(config.bodies.timeout, Duration::from_secs(3));
+        assert_eq!(config.rate.map(|rate| rate.per_second.get()), Some(5));
+        let defaults = parse("", &[]).unwrap();
+        assert_eq!(
+            defaults.admin_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(defaults.connections.max_connections, 10_000);
+        assert_eq!(defaults.rate, None, "no rate unless asked for");
+        for (file, setting) in [
+            ("address-share-percent = 0\n", "address-share-percent"),
+            ("admin-listen = \"loopback\"\n", "admin-listen"),
+            ("max-connections = 0\n", "max-connections"),
+            ("rate-per-address = 1\nrate-burst = 0\n", "rate-burst"),
+        ] {
+            assert_eq!(parse(file, &[]).unwrap_err().setting, setting, "{file}");
+        }
+    }
+
+    #[test]
     fn the_budget_and_its_queue_are_settings() {
         let config = parse(
             "memory-budget = 1073741824\nmax-queued = 7\nmax-queued-bytes = 1000\n",
@@ -460,6 +594,7 @@ mod tests {
                 memory_bytes: 1 << 30,
                 max_queued: 7,
                 max_queued_bytes: 1000,
+                address_share: AddressShare::DEFAULT,
             }
         );
         let defaults = parse("", &[]).unwrap();

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+mod edge;
 mod http;
 pub mod identity_file;
 pub mod server;

@@ -10,13 +10,14 @@ use actix_rt::signal::unix::{SignalKind, signal};
 use futures_util::future::Either;
 
 use actix::{Actor as _, Arbiter};
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use wasm_hypervisor_actors::auditor::audit_log::{AuditError, AuditLog};
 use wasm_hypervisor_actors::auditor::store::{self, StoreError, StoreKind};
 use wasm_hypervisor_actors::auditor::{Auditor, Close, LogHealth, Scrub};
 use wasm_hypervisor_actors::budget::MemoryBudget;
 use wasm_hypervisor_actors::executor::Lanes;
 use wasm_hypervisor_actors::metrics::Metrics;
+use wasm_hypervisor_actors::shares::Share;
 use wasm_hypervisor_actors::supervisor::{Draining, Outstanding, Supervisor};
 use wasm_hypervisor_protocol::api::{self, SUITE};
 use wasm_hypervisor_protocol::identity::IdentityKey;
@@ -25,7 +26,8 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{ServerConfig, TlsFiles};
-use crate::http::{self, AppState, Readiness};
+use crate::edge;
+use crate::http::{self, AppState, Bodies, RateLimit, Readiness};
 use crate::identity_file::{self, IdentityFileError};
 
 /// Why the daemon could not start.
@@ -67,7 +69,7 @@ pub enum ServerError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The listening socket could not be bound.
+    /// A listening socket could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
@@ -82,8 +84,10 @@ pub enum ServerError {
 pub struct RunningServer {
     /// The bound address (the real port when the config asked for port 0).
     pub addr: SocketAddr,
+    /// The admin listener's bound address, if it has one.
+    pub admin_addr: Option<SocketAddr>,
     /// The actix server handle: await it to serve, or stop it.
-    pub server: actix_web::dev::Server,
+    pub server: actix_server::Server,
     /// What `GET /identity` serves.
     pub identity: api::Identity,
     /// What a phased stop needs.
@@ -167,8 +171,15 @@ async fn drain(stopping: &Stopping) {
     }
 }
 
+/// How often the per-address rate limiter forgets idle addresses.
+const RATE_TABLE_SWEEP: Duration = Duration::from_secs(60);
+
 /// Starts the daemon inside the current actix system and returns once it listens.
-pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+pub fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
+    // One share for every resource; the actors' settings carry it to them.
+    config.budget.address_share = config.address_share;
+    config.supervisor.address_share = config.address_share;
+    config.connections.fit_open_file_limit();
     let identity = Arc::new(identity_file::load_or_create(&config.data_dir)?);
     let identity_body = identity_body(&identity, config.origin.as_deref());
     log::info!(
@@ -219,6 +230,16 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         auditor: auditor.clone(),
         grace: config.shutdown_grace,
     };
+    let rate = config.rate.map(|rate| Arc::new(RateLimit::new(rate)));
+    if let Some(rate) = rate.clone() {
+        actix_rt::spawn(async move {
+            let mut sweep = actix_rt::time::interval(RATE_TABLE_SWEEP);
+            loop {
+                sweep.tick().await;
+                rate.forget_idle();
+            }
+        });
+    }
     let state = web::Data::new(AppState {
         supervisor,
         auditor,
@@ -227,34 +248,34 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         identity: identity_body.clone(),
         max_request_bytes: config.supervisor.max_request_bytes,
         result_reads: http::ReadBudget::new(config.max_result_read_bytes),
+        bodies: Bodies::new(config.bodies, config.address_share),
+        rate,
     });
-    let bind_error = |source| ServerError::Bind {
+    let tls = config.tls.as_ref().map(tls_config).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let connections = Share::new(
+        config.connections.max_connections as u64,
+        config.address_share,
+    );
+    let listeners = edge::serve(
+        (config.listen, config.admin_listen),
+        tls,
+        &config.connections,
+        connections,
+        &state,
+    )
+    .map_err(|source| ServerError::Bind {
         addr: config.listen,
         source,
-    };
-    // The daemon stops in phases on its own signal handling (`run_until_signalled`).
-    let http_server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-            .disable_signals();
-    let http_server = match &config.tls {
-        None => http_server.bind(config.listen),
-        Some(files) => http_server.bind_rustls_0_23(config.listen, tls_config(files)?),
+    })?;
+    if let Some(admin) = listeners.admin {
+        log::info!("metrics at http://{admin}/metrics");
     }
-    .map_err(bind_error)?;
-    let addr = http_server
-        .addrs()
-        .first()
-        .copied()
-        .unwrap_or(config.listen);
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    log::info!("listening on {scheme}://{addr}");
+    log::info!("listening on {scheme}://{}", listeners.public);
     Ok(RunningServer {
-        addr,
-        server: http_server.run(),
+        addr: listeners.public,
+        admin_addr: listeners.admin,
+        server: listeners.server,
         identity: identity_body,
         stopping,
     })

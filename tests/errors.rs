@@ -70,7 +70,8 @@ async fn an_oversized_session_request_is_refused_in_the_error_format() {
 async fn too_many_open_sessions_is_overloaded_with_retry_after() {
     let daemon = start(|config| config.supervisor.max_open_sessions = 1);
     daemon.open_session().await;
-    let mut response = awc::Client::new()
+    // From an address that holds none: the total, not its share, is what ran out.
+    let mut response = common::client_from(common::OTHER_ADDRESS)
         .post(daemon.url("/sessions"))
         .send_json(&serde_json::json!({"client_nonce": hex::encode([1u8; 32])}))
         .await
@@ -368,7 +369,8 @@ async fn a_full_queue_refuses_executions_without_consuming_them() {
     }
     until_running(&daemon, &queued).await;
 
-    let mut answer = awc::Client::new()
+    // From an address that holds no place: the queue, not its share, is what is full.
+    let mut answer = common::client_from(common::OTHER_ADDRESS)
         .post(daemon.url(&format!("/sessions/{}/execute", refused.id())))
         .insert_header(("Content-Type", SEALED_REQUEST_CONTENT_TYPE))
         .insert_header(("Session-Ticket", refused.ticket_hex()))

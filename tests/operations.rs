@@ -1,5 +1,5 @@
 //! What an operator relies on over HTTP: liveness with the version, readiness, and metrics
-//! that count what happened.
+//! that count what happened, served on the admin listener only.
 
 mod common;
 
@@ -27,7 +27,7 @@ async fn health_readiness_and_metrics() {
         .unwrap();
     daemon.open_session().await;
 
-    let (status, body) = daemon.get("/metrics").await;
+    let (status, body) = daemon.admin_get("/metrics").await;
     assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
     for expected in [
@@ -56,10 +56,34 @@ async fn refused_admissions_are_counted() {
     )
     .await;
     assert_eq!(status, 503);
-    let (_, body) = daemon.get("/metrics").await;
+    let (_, body) = daemon.admin_get("/metrics").await;
     let text = String::from_utf8(body).unwrap();
     assert!(
         text.contains("wasm_hypervisor_admissions_refused_total{what=\"sessions\"} 1"),
         "{text}"
     );
+}
+
+/// Exact fuel and per-status counts, polled around a victim's session, would tell its input:
+/// the public listener serves no metrics at all.
+#[actix_rt::test]
+async fn the_public_listener_serves_no_metrics() {
+    let daemon = start(|_| {});
+    let (status, _) = daemon.get("/metrics").await;
+    assert_eq!(status, 404);
+    let (status, body) = daemon.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("wasm_hypervisor_")
+    );
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(daemon.get(probe).await.0, 200, "{probe} stays public");
+        assert_eq!(
+            daemon.admin_get(probe).await.0,
+            200,
+            "{probe} on the admin listener"
+        );
+    }
 }

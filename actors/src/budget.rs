@@ -1,6 +1,7 @@
 //! Admission by resources. Every consumed execution holds a place in the queue of executions
-//! admitted but not started, bounded in count and in bytes of request bodies; admission
-//! refuses (`503`) only when that queue is full. An execution starts once its memory
+//! admitted but not started, bounded in count and in bytes of request bodies, of which one
+//! client address may hold only its share; admission refuses only when that queue is full
+//! (`503`) or the address holds its share of it (`429`). An execution starts once its memory
 //! reservation, made at its own limits, fits in the memory budget; until then it waits, in
 //! arrival order, and its waiting does not count against its time limit. What an execution
 //! does can never make another fail: the budget only delays.
@@ -9,6 +10,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
+
+use crate::shares::{AddressShare, ClientAddress, Holdings, Refusal};
 
 /// The daemon's memory budget and its queue of executions waiting for it; clones share it.
 #[derive(Clone)]
@@ -25,6 +28,9 @@ pub struct BudgetConfig {
     pub max_queued: usize,
     /// Bytes of request bodies of executions admitted but not started. Default: 1 GiB.
     pub max_queued_bytes: u64,
+    /// The part of the queue, in places and in bytes, that one client address may hold.
+    /// Default: 25 %.
+    pub address_share: AddressShare,
 }
 
 impl Default for BudgetConfig {
@@ -33,6 +39,7 @@ impl Default for BudgetConfig {
             memory_bytes: machine_memory_bytes() / 2,
             max_queued: 4096,
             max_queued_bytes: 1 << 30,
+            address_share: AddressShare::DEFAULT,
         }
     }
 }
@@ -58,11 +65,16 @@ struct State {
     waiting: VecDeque<(u64, oneshot::Sender<Reservation>)>,
     queued: usize,
     queued_bytes: u64,
+    /// Each address's places in the queue.
+    places_by_address: Holdings,
+    /// Each address's bytes of bodies in the queue.
+    bytes_by_address: Holdings,
 }
 
 /// A place in the queue of admitted executions; given back when dropped.
 pub struct QueuePlace {
     shared: Arc<Mutex<State>>,
+    client: ClientAddress,
     body_bytes: u64,
 }
 
@@ -82,6 +94,8 @@ impl MemoryBudget {
                 waiting: VecDeque::new(),
                 queued: 0,
                 queued_bytes: 0,
+                places_by_address: Holdings::new(config.address_share.of(config.max_queued as u64)),
+                bytes_by_address: Holdings::new(config.address_share.of(config.max_queued_bytes)),
             })),
         }
     }
@@ -90,25 +104,41 @@ impl MemoryBudget {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether `client` may have one more execution admitted, before its body is read: it
+    /// holds fewer places than its share, and fewer bytes.
+    pub fn address_has_room(&self, client: ClientAddress) -> bool {
+        let state = self.state();
+        state.places_by_address.below_share(client) && state.bytes_by_address.below_share(client)
+    }
+
     /// Whether one more execution may be admitted, before its body is read.
     pub fn has_room(&self) -> bool {
         let state = self.state();
         state.queued < state.config.max_queued && state.queued_bytes < state.config.max_queued_bytes
     }
 
-    /// A place in the queue for an execution whose request body has `body_bytes`, if there is
-    /// room for it.
-    pub fn admit(&self, body_bytes: u64) -> Option<QueuePlace> {
+    /// A place in the queue for `client`'s execution whose request body has `body_bytes`, if
+    /// the address's share and the queue have room for it.
+    pub fn admit(&self, client: ClientAddress, body_bytes: u64) -> Result<QueuePlace, Refusal> {
         let mut state = self.state();
-        let fits = state.queued < state.config.max_queued
-            && state.queued_bytes.saturating_add(body_bytes) <= state.config.max_queued_bytes;
-        fits.then(|| {
-            state.queued += 1;
-            state.queued_bytes = state.queued_bytes.saturating_add(body_bytes);
-            QueuePlace {
-                shared: Arc::clone(&self.shared),
-                body_bytes,
-            }
+        if !state.places_by_address.allows(client, 1)
+            || !state.bytes_by_address.allows(client, body_bytes)
+        {
+            return Err(Refusal::AddressShare);
+        }
+        if state.queued >= state.config.max_queued
+            || state.queued_bytes.saturating_add(body_bytes) > state.config.max_queued_bytes
+        {
+            return Err(Refusal::Exhausted);
+        }
+        state.queued += 1;
+        state.queued_bytes = state.queued_bytes.saturating_add(body_bytes);
+        state.places_by_address.take(client, 1);
+        state.bytes_by_address.take(client, body_bytes);
+        Ok(QueuePlace {
+            shared: Arc::clone(&self.shared),
+            client,
+            body_bytes,
         })
     }
 
@@ -163,6 +193,10 @@ impl Drop for QueuePlace {
         let mut state = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         state.queued = state.queued.saturating_sub(1);
         state.queued_bytes = state.queued_bytes.saturating_sub(self.body_bytes);
+        state.places_by_address.give_back(self.client, 1);
+        state
+            .bytes_by_address
+            .give_back(self.client, self.body_bytes);
     }
 }
 
@@ -184,21 +218,56 @@ mod tests {
             memory_bytes,
             max_queued: 2,
             max_queued_bytes: 100,
+            address_share: AddressShare::percent(100).unwrap(),
         })
+    }
+
+    fn client(ip: &str) -> ClientAddress {
+        ClientAddress::of(ip.parse().unwrap())
     }
 
     #[test]
     fn the_queue_is_bounded_in_count_and_bytes_and_places_come_back() {
         let budget = budget(10);
-        let first = budget.admit(60).unwrap();
-        assert!(budget.admit(41).is_none(), "101 bytes of bodies");
-        let second = budget.admit(40).unwrap();
+        // Each from an address that holds nothing yet: only the queue's bounds refuse.
+        let first = budget.admit(client("127.0.0.1"), 60).unwrap();
+        assert_eq!(
+            budget.admit(client("127.0.0.2"), 41).err(),
+            Some(Refusal::Exhausted),
+            "101 bytes of bodies"
+        );
+        let second = budget.admit(client("127.0.0.2"), 40).unwrap();
         assert!(!budget.has_room());
-        assert!(budget.admit(0).is_none(), "two places");
+        assert_eq!(
+            budget.admit(client("127.0.0.3"), 0).err(),
+            Some(Refusal::Exhausted),
+            "two places"
+        );
         drop(first);
         assert!(budget.has_room());
         assert_eq!(budget.usage().0, 1);
         drop(second);
+        assert_eq!(budget.usage().0, 0);
+    }
+
+    #[test]
+    fn one_address_holds_only_its_share_of_the_queue() {
+        let budget = MemoryBudget::new(BudgetConfig {
+            memory_bytes: 10,
+            max_queued: 8,
+            max_queued_bytes: 1000,
+            address_share: AddressShare::percent(25).unwrap(),
+        });
+        let (flood, other) = (client("127.0.0.1"), client("127.0.0.2"));
+        let places: Vec<_> = (0..2).map(|_| budget.admit(flood, 10).unwrap()).collect();
+        assert!(!budget.address_has_room(flood), "two of eight places");
+        assert_eq!(budget.admit(flood, 10).err(), Some(Refusal::AddressShare));
+        assert!(budget.address_has_room(other) && budget.has_room());
+        let big = budget.admit(other, 250).unwrap();
+        assert!(!budget.address_has_room(other), "a quarter of the bytes");
+        assert_eq!(budget.admit(other, 1).err(), Some(Refusal::AddressShare));
+        drop((places, big));
+        assert!(budget.address_has_room(flood) && budget.address_has_room(other));
         assert_eq!(budget.usage().0, 0);
     }
 

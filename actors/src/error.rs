@@ -3,6 +3,11 @@
 use wasm_hypervisor_protocol::api::ErrorCode;
 
 use crate::auditor::audit_log::AuditError;
+use crate::shares::Refusal;
+
+/// How long a client refused for want of a resource should wait before retrying: resources
+/// come back as executions end, in well under a second when the daemon is merely busy.
+pub const RETRY_AFTER_SECS: u32 = 1;
 use wasm_hypervisor_protocol::commitment::Digest;
 
 /// Why a session or audit request was refused or failed; [`Error::code`] gives its §7 code.
@@ -29,6 +34,19 @@ pub enum Error {
         /// The `Retry-After` the client is sent.
         retry_after_secs: u32,
     },
+    /// The client's address holds its share of a resource, or is over its request rate;
+    /// nothing was consumed.
+    #[error("this address holds its share of the daemon's {resource}; retry later")]
+    RateLimited {
+        /// What the address holds its share of.
+        resource: &'static str,
+        /// The `Retry-After` the client is sent.
+        retry_after_secs: u32,
+    },
+    /// The body did not arrive in time or fell below the minimum rate; nothing was consumed
+    /// and the connection is closed.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// The body is longer than the daemon accepts.
     #[error("the request body exceeds {max_bytes} bytes")]
     PayloadTooLarge {
@@ -95,11 +113,37 @@ impl Error {
             Self::SessionUsed => ErrorCode::SessionUsed,
             Self::BadTicket => ErrorCode::BadTicket,
             Self::Overloaded { .. } => ErrorCode::Overloaded,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::RequestTimeout => ErrorCode::RequestTimeout,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::UnsealFailed { .. } => ErrorCode::UnsealFailed,
             Self::Internal { .. } | Self::Unavailable(_) => ErrorCode::Internal,
             Self::Aborted { .. } => ErrorCode::Aborted,
             Self::ResultEvicted => ErrorCode::ResultEvicted,
+        }
+    }
+
+    /// The refusal for a client past its share of `resource`, or a resource exhausted.
+    pub fn refused(refusal: Refusal, resource: &'static str) -> Self {
+        match refusal {
+            Refusal::AddressShare => Self::RateLimited {
+                resource,
+                retry_after_secs: RETRY_AFTER_SECS,
+            },
+            Refusal::Exhausted => Self::Overloaded {
+                retry_after_secs: RETRY_AFTER_SECS,
+            },
+        }
+    }
+
+    /// The `Retry-After` of a refusal that a later retry may not get.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            Self::Overloaded { retry_after_secs }
+            | Self::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod lane;
 pub mod metrics;
 pub mod sandbox;
 pub mod session;
+pub mod shares;
 pub mod supervisor;
 
 pub use error::Error;

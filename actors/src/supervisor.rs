@@ -24,11 +24,12 @@ use zeroize::Zeroizing;
 use crate::auditor::audit_log::{Appended, AuditError, NewLeaf, StoredResult, unix_millis};
 use crate::auditor::{Append, Ask, Auditor, LogHealth, SessionResult};
 use crate::budget::QueuePlace;
-use crate::error::Error;
+use crate::error::{Error, RETRY_AFTER_SECS};
 use crate::executor::{Executor, Lanes};
 use crate::metrics::Metrics;
 use crate::os_random;
 use crate::session::{Finished, Job};
+use crate::shares::{AddressShare, ClientAddress, Held, Refusal, Share};
 
 /// The supervisor's settings.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct SupervisorConfig {
     pub session_ttl: Duration,
     /// Sessions announced but not yet executed. Default: 10 000.
     pub max_open_sessions: usize,
+    /// The part of the open sessions one client address may hold. Default: 25 %.
+    pub address_share: AddressShare,
     /// Largest accepted `enc_request`. Default: 16 MiB.
     pub max_request_bytes: usize,
 }
@@ -48,6 +51,7 @@ impl Default for SupervisorConfig {
         Self {
             session_ttl: Duration::from_secs(60),
             max_open_sessions: 10_000,
+            address_share: AddressShare::DEFAULT,
             max_request_bytes: 16 << 20,
         }
     }
@@ -79,9 +83,6 @@ impl Draining {
     }
 }
 
-/// How long a refused client should wait before retrying.
-const RETRY_AFTER_SECS: u32 = 1;
-
 /// Owns every session: creates and announces them, admits and consumes them, and keeps results.
 pub struct Supervisor {
     config: SupervisorConfig,
@@ -102,9 +103,9 @@ pub struct Supervisor {
     /// When to forget an expired session, queued at its expiry plus one constant, so also in
     /// order.
     tombstones: VecDeque<(u64, SessionId)>,
-    /// The sessions in [`Session::Open`], and those being announced, counted rather than
-    /// scanned for.
-    open_sessions: usize,
+    /// The sessions in [`Session::Open`], and those being announced, each holding its place
+    /// here; bounded in all and per client address.
+    open_sessions: Arc<Share>,
     /// Executions consumed and not ended, for the metrics.
     pending_executions: usize,
 }
@@ -124,6 +125,8 @@ enum Session {
 }
 
 struct OpenSession {
+    /// Its place among the open sessions, given back when it is consumed or expires.
+    _place: Held,
     expires_at: u64,
     client_nonce: Digest,
     announcement_hash: Digest,
@@ -143,7 +146,6 @@ impl Supervisor {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            config,
             identity_fpr: identity.public().fingerprint(),
             identity,
             lanes,
@@ -151,10 +153,11 @@ impl Supervisor {
             log_health,
             draining,
             metrics,
+            open_sessions: Share::new(config.max_open_sessions as u64, config.address_share),
+            config,
             sessions: HashMap::new(),
             expiries: VecDeque::new(),
             tombstones: VecDeque::new(),
-            open_sessions: 0,
             pending_executions: 0,
         }
     }
@@ -171,7 +174,6 @@ impl Supervisor {
             if let Some(session) = self.sessions.get_mut(&session_id) {
                 if matches!(session, Session::Open(_)) {
                     *session = Session::Expired;
-                    self.open_sessions -= 1;
                 }
                 self.tombstones.push_back((forget_at, session_id));
             }
@@ -187,47 +189,63 @@ impl Supervisor {
                 self.sessions.remove(&session_id);
             }
         }
-        self.metrics.set_open_sessions(self.open_sessions);
+        self.report_open_sessions();
     }
 
-    /// The checks of `POST /sessions`; on success a place among the open sessions is taken
-    /// for the announcement the crypto lane is about to make.
-    fn admit_announcement(&mut self) -> Result<(), Error> {
+    fn report_open_sessions(&self) {
+        self.metrics
+            .set_open_sessions(self.open_sessions.in_use() as usize);
+    }
+
+    /// The checks of `POST /sessions` after `429` for the request rate: the address's share
+    /// of the open sessions (`429`), then room for one more (`503`). On success `client`
+    /// holds a place among the open sessions for the announcement the crypto lane is about
+    /// to make.
+    fn admit_announcement(&mut self, client: ClientAddress) -> Result<Held, Error> {
         // Without a writable log nothing could be committed: fail closed. A draining daemon
         // announces nothing new: a load balancer sends the client elsewhere.
-        if !self.log_health.is_writable()
-            || self.draining.is_draining()
-            || self.open_sessions >= self.config.max_open_sessions
-        {
-            self.metrics.refused("sessions");
-            return Err(Error::Overloaded {
-                retry_after_secs: RETRY_AFTER_SECS,
+        let place = self
+            .open_sessions
+            .take(client, 1)
+            .map_err(|refusal| Error::refused(refusal, "open sessions"))
+            .and_then(|place| {
+                if self.log_health.is_writable() && !self.draining.is_draining() {
+                    Ok(place)
+                } else {
+                    Err(Error::Overloaded {
+                        retry_after_secs: RETRY_AFTER_SECS,
+                    })
+                }
             });
+        if place.is_err() {
+            self.metrics.refused("sessions");
         }
-        self.open_sessions += 1;
-        Ok(())
+        place
     }
 
     /// Enters an announcement made on the crypto lane into the table.
     fn open_session(&mut self, announced: Result<Announced, Error>) -> Result<Created, Error> {
-        let announced = match announced {
-            Ok(announced) => announced,
-            Err(error) => {
-                self.open_sessions -= 1;
-                return Err(error);
-            }
-        };
-        let Announced { session, created } = announced;
+        let Announced { session, created } = announced?;
         self.sessions
             .insert(created.session_id, Session::Open(session));
         self.expiries
             .push_back((created.expires_at, created.session_id));
-        self.metrics.set_open_sessions(self.open_sessions);
+        self.report_open_sessions();
         Ok(created)
     }
 
-    /// The checks of §4 that need no body, in their order: 404, 410, 409, 403, 503.
-    fn admit(&self, session_id: SessionId, ticket: Option<Ticket>) -> Result<(), Error> {
+    /// The checks of §4 that need no body, in their order: 429 (the address's share of the
+    /// queue), 404, 410, 409, 403, 503.
+    fn admit(
+        &self,
+        client: ClientAddress,
+        session_id: SessionId,
+        ticket: Option<Ticket>,
+    ) -> Result<(), Error> {
+        if !self.lanes.budget().address_has_room(client) {
+            self.metrics.refused("executions");
+            return Err(Error::refused(Refusal::AddressShare, "queued executions"));
+        }
         let now = unix_now();
         let open = match self.sessions.get(&session_id) {
             None => return Err(Error::SessionNotFound),
@@ -259,21 +277,20 @@ impl Supervisor {
     /// the queue of admitted executions.
     fn consume(&mut self, request: Execute) -> Result<(SessionId, Consumed), Error> {
         let Execute {
+            client,
             session_id,
             ticket,
             body,
         } = request;
-        self.admit(session_id, ticket)?;
+        self.admit(client, session_id, ticket)?;
         let body_bytes = body.as_ref().map_or(0, |sealed| sealed.as_bytes().len());
         let place = self
             .lanes
             .budget()
-            .admit(body_bytes as u64)
-            .ok_or_else(|| {
+            .admit(client, body_bytes as u64)
+            .map_err(|refusal| {
                 self.metrics.refused("executions");
-                Error::Overloaded {
-                    retry_after_secs: RETRY_AFTER_SECS,
-                }
+                Error::refused(refusal, "queued executions")
             })?;
         let enc_request = body?.into_bytes();
         let session = self
@@ -292,7 +309,6 @@ impl Supervisor {
             ..
         } = *open;
         *session = Session::Running { expires_at };
-        self.open_sessions -= 1;
         Ok((
             session_id,
             Consumed {
@@ -412,6 +428,7 @@ fn announce(
     identity_fpr: Digest,
     ttl: Duration,
     client_nonce: Digest,
+    place: Held,
 ) -> Result<Announced, Error> {
     let internal = |_| Error::Unavailable("the daemon could not draw randomness");
     let keys = SessionKeyPair::derive(&*Zeroizing::new(os_random::<32>().map_err(internal)?));
@@ -431,6 +448,7 @@ fn announce(
     let signature = announcement.sign(identity);
     Ok(Announced {
         session: Box::new(OpenSession {
+            _place: place,
             expires_at: announcement.expires_at,
             client_nonce,
             announcement_hash: commitment::h3(&tbs),
@@ -575,6 +593,8 @@ impl Actor for Supervisor {
 #[derive(Message)]
 #[rtype(result = "Result<Created, Error>")]
 pub struct CreateSession {
+    /// Whose share of the open sessions the new one counts against.
+    pub client: ClientAddress,
     /// The client's `H3("wasm-hv/v1 ticket" ‖ 0x00 ‖ ticket)`, checked not all zero.
     pub client_nonce: Digest,
 }
@@ -596,9 +616,10 @@ impl Handler<CreateSession> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Created, Error>>;
 
     fn handle(&mut self, message: CreateSession, _: &mut Self::Context) -> Self::Result {
-        if let Err(error) = self.admit_announcement() {
-            return Box::pin(fut::ready(Err(error)));
-        }
+        let place = match self.admit_announcement(message.client) {
+            Ok(place) => place,
+            Err(error) => return Box::pin(fut::ready(Err(error))),
+        };
         let client_nonce = message.client_nonce;
         let (identity, identity_fpr, ttl) = (
             Arc::clone(&self.identity),
@@ -608,7 +629,7 @@ impl Handler<CreateSession> for Supervisor {
         let announced = self
             .lanes
             .crypto()
-            .run(move || announce(&identity, identity_fpr, ttl, client_nonce));
+            .run(move || announce(&identity, identity_fpr, ttl, client_nonce, place));
         Box::pin(
             async move {
                 announced
@@ -626,6 +647,8 @@ impl Handler<CreateSession> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "Result<(), Error>")]
 pub struct Admit {
+    /// Whose share of the queue the execution would count against.
+    pub client: ClientAddress,
     /// The session named in the URL.
     pub session_id: SessionId,
     /// The `Session-Ticket` header; `None` if missing or malformed, which counts as wrong.
@@ -636,7 +659,7 @@ impl Handler<Admit> for Supervisor {
     type Result = Result<(), Error>;
 
     fn handle(&mut self, message: Admit, _: &mut Self::Context) -> Self::Result {
-        self.admit(message.session_id, message.ticket)
+        self.admit(message.client, message.session_id, message.ticket)
     }
 }
 
@@ -644,6 +667,8 @@ impl Handler<Admit> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "Result<Vec<u8>, Error>")]
 pub struct Execute {
+    /// Whose share of the queue the execution counts against.
+    pub client: ClientAddress,
     /// The session named in the URL.
     pub session_id: SessionId,
     /// The `Session-Ticket` header; `None` if missing or malformed, which counts as wrong.
@@ -664,7 +689,7 @@ impl Handler<Execute> for Supervisor {
         let consumed_at = Instant::now();
         self.pending_executions += 1;
         self.metrics.set_pending_executions(self.pending_executions);
-        self.metrics.set_open_sessions(self.open_sessions);
+        self.report_open_sessions();
         let run = run_logged(
             session_id,
             consumed,
@@ -688,7 +713,10 @@ impl Handler<Outstanding> for Supervisor {
     type Result = MessageResult<Outstanding>;
 
     fn handle(&mut self, _: Outstanding, _: &mut Self::Context) -> Self::Result {
-        MessageResult((self.open_sessions, self.pending_executions))
+        MessageResult((
+            self.open_sessions.in_use() as usize,
+            self.pending_executions,
+        ))
     }
 }
 
@@ -775,11 +803,16 @@ mod tests {
     use crate::sandbox::SandboxConfig;
     use crate::session::LimitsPolicy;
 
+    fn local() -> ClientAddress {
+        ClientAddress::of(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
     /// A session announced to this test, and its execute call.
     async fn open_session(supervisor: &Addr<Supervisor>) -> Execute {
         let ticket = os_random::<32>().unwrap();
         let created = supervisor
             .send(CreateSession {
+                client: local(),
                 client_nonce: commitment::client_nonce(&ticket),
             })
             .await
@@ -799,6 +832,7 @@ mod tests {
         )
         .unwrap();
         Execute {
+            client: local(),
             session_id: created.session_id,
             ticket: Ticket::parse(&hex::encode(ticket)),
             body: Ok(SealedRequest::parse(enc_request).unwrap()),
@@ -851,6 +885,7 @@ mod tests {
         // Not consumed: asked again, it is still refused as overloaded, not as used.
         let again = supervisor
             .send(Admit {
+                client: local(),
                 session_id: second_id,
                 ticket,
             })

@@ -363,6 +363,11 @@ pub enum ErrorCode {
     ResultEvicted,
     /// Admission refused; try again after `Retry-After`.
     Overloaded,
+    /// The client's address holds its share, or is over its rate; try again after
+    /// `Retry-After`.
+    RateLimited,
+    /// The body did not arrive in time; the connection is closed.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -380,6 +385,8 @@ impl ErrorCode {
             Self::Aborted => "aborted",
             Self::ResultEvicted => "result_evicted",
             Self::Overloaded => "overloaded",
+            Self::RateLimited => "rate_limited",
+            Self::RequestTimeout => "request_timeout",
         }
     }
 
@@ -389,11 +396,13 @@ impl ErrorCode {
             Self::MalformedRequest | Self::UnsealFailed => 400,
             Self::BadTicket => 403,
             Self::SessionNotFound => 404,
+            Self::RequestTimeout => 408,
             Self::SessionUsed => 409,
             Self::SessionExpired | Self::ResultEvicted => 410,
             Self::PayloadTooLarge => 413,
             Self::Internal | Self::Aborted => 500,
             Self::Overloaded => 503,
+            Self::RateLimited => 429,
         }
     }
 }

@@ -20,24 +20,54 @@ impl From<actix::MailboxError> for ApiError {
     }
 }
 
+fn status(error: &Error) -> StatusCode {
+    StatusCode::from_u16(error.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn body(error: &Error) -> ErrorBody {
+    ErrorBody {
+        error: ErrorDetail {
+            code: error.code().as_str().to_owned(),
+            message: error.to_string(),
+        },
+        request_commitment: error.request_commitment().map(hex::encode),
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.code().http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        status(&self.0)
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.0.code().as_str().to_owned(),
-                message: self.0.to_string(),
-            },
-            request_commitment: self.0.request_commitment().map(hex::encode),
-        };
         let mut response = HttpResponse::build(self.status_code());
-        if let Error::Overloaded { retry_after_secs } = self.0 {
-            response.insert_header((RETRY_AFTER, retry_after_secs.to_string()));
+        if let Some(secs) = self.0.retry_after_secs() {
+            response.insert_header((RETRY_AFTER, secs.to_string()));
         }
-        response.json(body)
+        // The rest of a late body may never come: the connection cannot carry another request.
+        if matches!(self.0, Error::RequestTimeout) {
+            response.force_close();
+        }
+        response.json(body(&self.0))
     }
+}
+
+/// A whole HTTP/1.1 response for `error`, closing the connection, for the listener to write
+/// to a connection it refuses before HTTP is spoken on it.
+pub(crate) fn canned_response(error: &Error) -> Vec<u8> {
+    let json = serde_json::to_vec(&body(error)).unwrap_or_default();
+    let status = status(error);
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
+        json.len()
+    );
+    if let Some(secs) = error.retry_after_secs() {
+        head.push_str(&format!("retry-after: {secs}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut response = head.into_bytes();
+    response.extend_from_slice(&json);
+    response
 }

@@ -1,23 +1,31 @@
 //! The HTTP API of `docs/PROTOCOL.md`: parses requests, forwards them to the supervisor, and
-//! renders its answers. No wasm, no keys and no session state live here.
+//! renders its answers. No wasm, no keys and no session state live here. The public service
+//! and the admin service (the operators' `/metrics`) are separate apps on separate listeners.
 
+mod body;
 mod error;
+mod rate;
 mod read_budget;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::Addr;
-use actix_web::http::header::{CONTENT_TYPE, ContentType};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_http::Request;
+use actix_service::{ServiceFactory, map_config};
+use actix_web::body::BoxBody;
+use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ContentType};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpRequest, HttpResponse, ResponseError as _, web};
 use chrono::DateTime;
-use futures_util::StreamExt as _;
 use wasm_hypervisor_actors::Error;
 use wasm_hypervisor_actors::auditor::LogHealth;
 use wasm_hypervisor_actors::auditor::{
     Ask, Auditor, ConsistencyProof, LatestCheckpoint, LeafRange, Question, SessionEntries,
 };
 use wasm_hypervisor_actors::metrics::Metrics;
+use wasm_hypervisor_actors::shares::ClientAddress;
 use wasm_hypervisor_actors::supervisor::{
     Admit, CreateSession, Draining, Execute, GetResult, ResultState, Supervisor,
 };
@@ -27,7 +35,11 @@ use wasm_hypervisor_protocol::api::{
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::sealing::{FramingError, SealedRequest};
 
-pub(crate) use error::ApiError;
+pub(crate) use body::Bodies;
+pub use body::BodyLimits;
+pub(crate) use error::{ApiError, canned_response};
+pub use rate::RateConfig;
+pub(crate) use rate::RateLimit;
 pub(crate) use read_budget::ReadBudget;
 
 /// Shared by every handler.
@@ -40,6 +52,10 @@ pub(crate) struct AppState {
     pub(crate) max_request_bytes: usize,
     /// Bounds the kept results being sent at once.
     pub(crate) result_reads: ReadBudget,
+    /// Bounds request bodies in time and bytes.
+    pub(crate) bodies: Bodies,
+    /// Each address's request rate, if the operator set one.
+    pub(crate) rate: Option<Arc<RateLimit>>,
 }
 
 /// What `/readyz` checks: the log takes writes and the daemon is not draining.
@@ -51,11 +67,46 @@ pub(crate) struct Readiness {
 /// `POST /sessions` bodies are one short JSON object.
 const MAX_SESSION_REQUEST_BYTES: usize = 4096;
 
-pub(crate) fn routes(config: &mut web::ServiceConfig) {
+/// The public API, for the public listener.
+pub(crate) fn public_service(
+    state: web::Data<AppState>,
+) -> impl ServiceFactory<
+    Request,
+    Config = (),
+    Response = ServiceResponse<BoxBody>,
+    Error = actix_web::Error,
+    InitError = (),
+> {
+    let app = App::new()
+        .app_data(state)
+        .wrap(from_fn(limit_rate))
+        .configure(public_routes);
+    map_config(app, |()| AppConfig::default())
+}
+
+/// The operators' endpoints, for the admin listener: metrics, which say too much about each
+/// session to be public, and the probes.
+pub(crate) fn admin_service(
+    state: web::Data<AppState>,
+) -> impl ServiceFactory<
+    Request,
+    Config = (),
+    Response = ServiceResponse<BoxBody>,
+    Error = actix_web::Error,
+    InitError = (),
+> {
+    let app = App::new()
+        .app_data(state)
+        .route("/metrics", web::get().to(metrics))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+    map_config(app, |()| AppConfig::default())
+}
+
+fn public_routes(config: &mut web::ServiceConfig) {
     config
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
         .route("/identity", web::get().to(identity))
         .route("/sessions", web::post().to(create_session))
         .route("/sessions/{session_id}/execute", web::post().to(execute))
@@ -64,6 +115,39 @@ pub(crate) fn routes(config: &mut web::ServiceConfig) {
         .route("/audit/consistency", web::get().to(audit_consistency))
         .route("/audit/entries", web::get().to(audit_entries))
         .route("/audit/{session_id}", web::get().to(audit_session));
+}
+
+/// Whom a request's shares are counted against: the connection's peer. Behind a proxy this is
+/// the proxy, unless the proxy is trusted to say whom it speaks for; no header says it.
+fn client_address(request: &HttpRequest) -> ClientAddress {
+    let unknown = std::net::IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED);
+    ClientAddress::of(request.peer_addr().map_or(unknown, |peer| peer.ip()))
+}
+
+/// The body length the request declares, if it declares one.
+fn declared_length(request: &HttpRequest) -> Option<u64> {
+    request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+}
+
+/// The per-address request rate, first of all checks (§7 `429`); probes are exempt.
+async fn limit_rate(
+    request: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let is_probe = matches!(request.path(), "/healthz" | "/readyz");
+    let rate = request
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.rate.clone());
+    if let Some(rate) = rate.filter(|_| !is_probe)
+        && let Err(refused) = rate.check(client_address(request.request()))
+    {
+        return Ok(request.into_response(ApiError(refused).error_response()));
+    }
+    next.call(request).await
 }
 
 /// Alive: the HTTP layer answers.
@@ -103,16 +187,26 @@ async fn identity(state: web::Data<AppState>) -> HttpResponse {
 
 async fn create_session(
     state: web::Data<AppState>,
+    request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_limited(payload, MAX_SESSION_REQUEST_BYTES).await?;
+    let client = client_address(&request);
+    let body = state
+        .bodies
+        .reserve(client, declared_length(&request), MAX_SESSION_REQUEST_BYTES)?
+        .receive(payload)
+        .await?
+        .bytes;
     let client_nonce = serde_json::from_slice::<api::CreateSession>(&body)
         .ok()
         .and_then(|request| request.client_nonce())
         .ok_or(Error::BadClientNonce)?;
     let created = state
         .supervisor
-        .send(CreateSession { client_nonce })
+        .send(CreateSession {
+            client,
+            client_nonce,
+        })
         .await??;
     let expires_at = i64::try_from(created.expires_at)
         .ok()
@@ -152,53 +246,54 @@ async fn execute(
     });
     let session_id = session_id(&path)?;
     let ticket = header(TICKET_HEADER).and_then(Ticket::parse);
-    // Only a ticket holder makes the daemon read a body.
+    let client = client_address(&request);
+    // §4's order: 429 first; then the supervisor's checks, so only a ticket holder makes the
+    // daemon read a body; then 408, 413, and 400 for the transfer, the content type and the
+    // framing. A late body, or one past its address's room, ends the call here; the others
+    // wait for the supervisor's checks, made again now that the body is there.
+    let body_place =
+        state
+            .bodies
+            .reserve(client, declared_length(&request), state.max_request_bytes)?;
     state
         .supervisor
-        .send(Admit { session_id, ticket })
+        .send(Admit {
+            client,
+            session_id,
+            ticket,
+        })
         .await??;
-    // §4's order past the supervisor's checks: 413, then 400 for the transfer, the content
-    // type and the framing.
-    let body = read_limited(payload, state.max_request_bytes)
-        .await
-        .map_err(|ApiError(error)| error)
-        .and_then(|bytes| {
-            if !content_type_ok {
-                return Err(Error::Malformed("unsupported content type"));
-            }
-            SealedRequest::parse(bytes).map_err(|framing| match framing {
-                FramingError::TooShort => Error::Malformed("body is shorter than a sealed request"),
-                FramingError::WrongHeader => {
-                    Error::Malformed("header differs from the session's key config")
-                }
-            })
-        });
-    let message = Execute {
+    let (body, place) = match body_place.receive(payload).await {
+        Ok(received) => {
+            let body = if content_type_ok {
+                SealedRequest::parse(received.bytes).map_err(|framing| match framing {
+                    FramingError::TooShort => {
+                        Error::Malformed("body is shorter than a sealed request")
+                    }
+                    FramingError::WrongHeader => {
+                        Error::Malformed("header differs from the session's key config")
+                    }
+                })
+            } else {
+                Err(Error::Malformed("unsupported content type"))
+            };
+            (body, Some(received.place))
+        }
+        Err(error @ (Error::PayloadTooLarge { .. } | Error::Malformed(_))) => (Err(error), None),
+        Err(error) => return Err(ApiError(error)),
+    };
+    let answer = state.supervisor.send(Execute {
+        client,
         session_id,
         ticket,
         body,
-    };
-    let body = state.supervisor.send(message).await??;
+    });
+    // The body is the queue's to count from here.
+    drop(place);
+    let body = answer.await??;
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(body))
-}
-
-/// Reads at most `max_bytes`; a longer body is not read further, so it costs no more memory.
-async fn read_limited(mut payload: web::Payload, max_bytes: usize) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else {
-            return Err(ApiError(Error::Malformed(
-                "the request body could not be read",
-            )));
-        };
-        if body.len() + chunk.len() > max_bytes {
-            return Err(ApiError(Error::PayloadTooLarge { max_bytes }));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 async fn result(

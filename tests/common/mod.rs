@@ -16,6 +16,8 @@ use wasm_hypervisor_protocol::sealing::{self, ResponseKey};
 
 pub(crate) struct Daemon {
     pub(crate) addr: SocketAddr,
+    /// The admin listener (`/metrics`), on an ephemeral port; `None` for [`Daemon::connect`].
+    pub(crate) admin_addr: Option<SocketAddr>,
     pub(crate) identity: api::Identity,
     pub(crate) client: Client,
     /// `None` for a daemon started elsewhere ([`Daemon::connect`]).
@@ -27,11 +29,13 @@ pub(crate) fn start(adjust: impl FnOnce(&mut ServerConfig)) -> Daemon {
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.path().to_owned());
     config.worker_threads = 2;
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
     adjust(&mut config);
     let running = wasm_hypervisor::server::start(config).unwrap();
     actix_rt::spawn(running.server);
     Daemon {
         addr: running.addr,
+        admin_addr: running.admin_addr,
         identity: running.identity,
         client: Client::new(&format!("http://{}", running.addr)),
         _data_dir: Some(data_dir),
@@ -49,6 +53,7 @@ impl Daemon {
             .unwrap();
         Self {
             addr,
+            admin_addr: None,
             identity: response.json().await.unwrap(),
             client: Client::new(&url),
             _data_dir: None,
@@ -105,9 +110,13 @@ impl Daemon {
     }
 
     pub(crate) async fn get(&self, path: &str) -> (StatusCode, Vec<u8>) {
-        let mut response = awc::Client::new().get(self.url(path)).send().await.unwrap();
-        let body = response.body().limit(64 << 20).await.unwrap().to_vec();
-        (response.status(), body)
+        get(&self.url(path)).await
+    }
+
+    /// `GET` on the admin listener.
+    pub(crate) async fn admin_get(&self, path: &str) -> (StatusCode, Vec<u8>) {
+        let admin = self.admin_addr.expect("the daemon has an admin listener");
+        get(&format!("http://{admin}{path}")).await
     }
 }
 
@@ -152,6 +161,23 @@ impl Session {
             )
             .await
     }
+}
+
+/// A second client address: all of 127.0.0.0/8 is loopback.
+pub(crate) const OTHER_ADDRESS: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// An HTTP client whose connections come from `address`, which its shares are counted against.
+pub(crate) fn client_from(address: std::net::IpAddr) -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().local_address(address))
+        .finish()
+}
+
+pub(crate) async fn get(url: &str) -> (StatusCode, Vec<u8>) {
+    let mut response = awc::Client::new().get(url).send().await.unwrap();
+    let body = response.body().limit(64 << 20).await.unwrap().to_vec();
+    (response.status(), body)
 }
 
 pub(crate) async fn post_json(url: &str, json: &serde_json::Value) -> (StatusCode, Vec<u8>) {

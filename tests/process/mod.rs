@@ -23,26 +23,62 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wasm-hypervisor");
 /// How long a start, a CLI call or an HTTP call may take before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(60);
 const LISTENING: &str = "listening on http://";
+const METRICS_AT: &str = "metrics at http://";
 
 /// A daemon process. Dropping it kills it (SIGKILL), so a failing test leaves nothing running.
 pub(crate) struct Daemon {
     child: Child,
     pub(crate) addr: SocketAddr,
+    /// The admin listener, which the tests give an ephemeral port.
+    pub(crate) admin_addr: Option<SocketAddr>,
     pub(crate) client: Client,
     stderr: Arc<Mutex<String>>,
 }
 
 /// Starts `serve --listen <listen> --data-dir <data_dir> <extra…>` and waits until it listens;
-/// `Err` with the exit status and stderr if it exits first.
+/// `Err` with the exit status and stderr if it exits first. Its admin listener gets an
+/// ephemeral port unless `extra` says otherwise, so that daemons of parallel tests never
+/// compete for the default one.
 pub(crate) fn try_start(
     data_dir: &Path,
     listen: &str,
     extra: &[&str],
 ) -> Result<Daemon, (ExitStatus, String)> {
-    let mut child = Command::new(BIN)
+    spawn(Command::new(BIN), data_dir, listen, extra)
+}
+
+/// [`start`] with the process's open-file limit lowered to `limit`, as on a smaller host.
+pub(crate) fn start_with_open_file_limit(
+    data_dir: &Path,
+    listen: &str,
+    limit: u32,
+    extra: &[&str],
+) -> Daemon {
+    let mut shell = Command::new("sh");
+    shell.args([
+        "-c",
+        &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+        BIN,
+    ]);
+    spawn(shell, data_dir, listen, extra).unwrap_or_else(|(status, stderr)| {
+        panic!("the daemon exited ({status}) instead of listening:\n{stderr}")
+    })
+}
+
+fn spawn(
+    mut command: Command,
+    data_dir: &Path,
+    listen: &str,
+    extra: &[&str],
+) -> Result<Daemon, (ExitStatus, String)> {
+    command
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
-        .args(extra)
+        .args(extra);
+    if !extra.contains(&"--admin-listen") {
+        command.args(["--admin-listen", "127.0.0.1:0"]);
+    }
+    let mut child = command
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -51,11 +87,17 @@ pub(crate) fn try_start(
         .expect("the daemon binary starts");
     let stderr = Arc::new(Mutex::new(String::new()));
     let (listening, addr) = mpsc::channel();
+    let admin_addr = Arc::new(Mutex::new(None));
+    let admin = Arc::clone(&admin_addr);
     let reader = BufReader::new(child.stderr.take().expect("stderr is piped"));
     let lines = Arc::clone(&stderr);
     // Keeps draining stderr for the daemon's whole life, so its logging never blocks.
     let drain = std::thread::spawn(move || {
         for line in reader.lines().map_while(Result::ok) {
+            if let Some(at) = line.find(METRICS_AT) {
+                let addr = line[at + METRICS_AT.len()..].trim_end_matches("/metrics");
+                *admin.lock().unwrap() = addr.trim().parse().ok();
+            }
             if let Some(at) = line.find(LISTENING) {
                 let _ = listening.send(line[at + LISTENING.len()..].trim().to_owned());
             }
@@ -70,6 +112,8 @@ pub(crate) fn try_start(
             addr: addr
                 .parse()
                 .expect("the daemon logs the address it listens on"),
+            // Logged before the public address.
+            admin_addr: *admin_addr.lock().unwrap(),
             client: Client::new(&format!("http://{addr}")),
             stderr,
         }),
@@ -125,6 +169,10 @@ impl Daemon {
 }
 
 impl Daemon {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM: the daemon starts its phased stop.
     pub(crate) fn terminate(&self) {
         let status = Command::new("kill")
@@ -238,6 +286,19 @@ async fn send(
         .await
         .map_err(|error| error.to_string())?;
     Ok((response.status().as_u16(), body.to_vec()))
+}
+
+/// A process's resident memory, from `/proc`.
+pub(crate) fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("the process's /proc status is readable");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
 }
 
 /// The §7 error code of an error body.

@@ -1,0 +1,319 @@
+//! The listeners: every connection from accept to close. Built from actix-server and
+//! actix-http's `HttpService` rather than actix-web's `HttpServer`, which has no per-address
+//! connection cap and no write timeout (actix-web issue #1751): here a public connection is
+//! admitted against the total and its address's share of connections, given time bounds for
+//! its request heads, its keep-alive and its writes, and only then handed to HTTP. Request
+//! bodies are bounded where they are read (`http::body`); `/metrics` is served only on the
+//! admin listener.
+
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::body::BoxBody;
+use actix_http::{HttpService, KeepAlive, Protocol, Request, Response};
+use actix_rt::net::TcpStream;
+use actix_server::Server;
+use actix_service::{Service, ServiceFactory, ServiceFactoryExt as _, fn_service};
+use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
+use actix_web::web;
+use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
+use wasm_hypervisor_actors::Error;
+use wasm_hypervisor_actors::shares::{ClientAddress, Share};
+
+use crate::http::{self, AppState};
+use stream::EdgeStream;
+
+/// The bounds of every public connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Public connections open at once; a connection past it, or past its address's share of
+    /// it, is closed at once (after a `429` or `503` on plain HTTP). Lowered at start-up to
+    /// what the open-file limit leaves. Default: 10 000.
+    pub max_connections: usize,
+    /// Longest wait for a request's head (its line and headers); then `408` and the
+    /// connection is closed. Default: 10 s.
+    pub header_timeout: Duration,
+    /// Longest a connection may stay idle between requests. Default: 15 s.
+    pub keep_alive: Duration,
+    /// Longest a write may wait for the client to read; then the connection is closed.
+    /// Default: 30 s.
+    pub write_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// File descriptors kept for everything but public connections: the store, the listeners, the
+/// runtime's own, and admin connections.
+const RESERVED_FILES: u64 = 256;
+
+/// How long a closing connection waits for the client's side of a TLS close.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connections waiting to be accepted, as actix-web has it.
+const BACKLOG: i32 = 1024;
+
+impl ConnectionLimits {
+    /// Raises the open-file limit to its hard limit and lowers `max_connections` to what
+    /// that leaves, so that the daemon refuses connections before the OS refuses it files.
+    pub(crate) fn fit_open_file_limit(&mut self) {
+        let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => limit,
+            Err(error) => {
+                log::warn!("cannot read the open-file limit: {error}");
+                return;
+            }
+        };
+        let room = usize::try_from(limit.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+        if room < self.max_connections {
+            log::warn!(
+                "the open-file limit is {limit}: at most {room} public connections, not {}",
+                self.max_connections
+            );
+            self.max_connections = room.max(1);
+        }
+    }
+}
+
+/// The daemon's listeners, running.
+pub(crate) struct Listeners {
+    pub(crate) server: Server,
+    pub(crate) public: SocketAddr,
+    pub(crate) admin: Option<SocketAddr>,
+}
+
+/// Binds the public listener at `public` (HTTPS with `tls`) and the admin listener at `admin`
+/// and starts serving both.
+pub(crate) fn serve(
+    (public, admin): (SocketAddr, Option<SocketAddr>),
+    tls: Option<rustls::ServerConfig>,
+    limits: &ConnectionLimits,
+    connections: Arc<Share>,
+    state: &web::Data<AppState>,
+) -> std::io::Result<Listeners> {
+    // The daemon stops in phases on its own signal handling (`run_until_signalled`).
+    let builder = Server::build().disable_signals();
+    let listener = bind(public)?;
+    let public = listener.local_addr()?;
+    let gate = Gate {
+        connections,
+        write_timeout: limits.write_timeout,
+        answers_in_plain_text: tls.is_none(),
+    };
+    let (head, state_for_public) = (HeadLimits::from(limits), state.clone());
+    let builder = match tls {
+        None => builder.listen("public", listener, move || {
+            gate.clone().around(plain(
+                head.http(http::public_service(state_for_public.clone())),
+            ))
+        })?,
+        Some(mut tls) => {
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            builder.listen("public", listener, move || {
+                gate.clone().around(secure(
+                    tls.clone(),
+                    head.http(http::public_service(state_for_public.clone())),
+                ))
+            })?
+        }
+    };
+    let (builder, admin) = match admin {
+        None => (builder, None),
+        Some(admin) => {
+            let listener = bind(admin)?;
+            let admin = listener.local_addr()?;
+            let state = state.clone();
+            let builder = builder.listen("admin", listener, move || {
+                head.http(http::admin_service(state.clone())).tcp()
+            })?;
+            (builder, Some(admin))
+        }
+    };
+    Ok(Listeners {
+        server: builder.run(),
+        public,
+        admin,
+    })
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The time bounds actix-http keeps for a connection: its request heads and its keep-alive.
+#[derive(Debug, Clone, Copy)]
+struct HeadLimits {
+    header_timeout: Duration,
+    keep_alive: Duration,
+}
+
+impl From<&ConnectionLimits> for HeadLimits {
+    fn from(limits: &ConnectionLimits) -> Self {
+        Self {
+            header_timeout: limits.header_timeout,
+            keep_alive: limits.keep_alive,
+        }
+    }
+}
+
+impl HeadLimits {
+    /// HTTP/1.1 over a stream of type `T`, serving `service`.
+    fn http<T, S>(self, service: S) -> HttpService<T, S, BoxBody>
+    where
+        S: ServiceFactory<Request, Config = (), InitError = ()>,
+        S::Error: Into<Response<BoxBody>> + 'static,
+        S::Response: Into<Response<BoxBody>> + 'static,
+        <S::Service as Service<Request>>::Future: 'static,
+    {
+        HttpService::build()
+            .client_request_timeout(self.header_timeout)
+            .keep_alive(KeepAlive::Timeout(self.keep_alive))
+            .client_disconnect_timeout(DISCONNECT_TIMEOUT)
+            .finish(service)
+    }
+}
+
+/// Plain HTTP on an admitted connection.
+fn plain<S>(
+    http: S,
+) -> impl ServiceFactory<EdgeStream, Config = (), Response = (), Error = (), InitError = ()>
+where
+    S: ServiceFactory<
+            (EdgeStream, Protocol, Option<SocketAddr>),
+            Config = (),
+            Response = (),
+            InitError = (),
+        >,
+{
+    fn_service(|io: EdgeStream| {
+        let peer = io.peer();
+        ready(Ok::<_, ()>((io, Protocol::Http1, Some(peer))))
+    })
+    .and_then(http.map_err(|_| ()))
+}
+
+/// HTTPS on an admitted connection: the TLS handshake (bounded by actix-tls's 3 s), then HTTP.
+fn secure<S>(
+    tls: rustls::ServerConfig,
+    http: S,
+) -> impl ServiceFactory<EdgeStream, Config = (), Response = (), Error = (), InitError = ()>
+where
+    S: ServiceFactory<
+            (TlsStream<EdgeStream>, Protocol, Option<SocketAddr>),
+            Config = (),
+            Response = (),
+            InitError = (),
+        >,
+{
+    Acceptor::new(tls)
+        .map_err(|_| ())
+        .and_then(fn_service(|io: TlsStream<EdgeStream>| {
+            let peer = io.get_ref().0.peer();
+            ready(Ok::<_, ()>((io, Protocol::Http1, Some(peer))))
+        }))
+        .and_then(http.map_err(|_| ()))
+}
+
+/// Admits a public connection against the total and its address's share of connections.
+#[derive(Clone)]
+struct Gate {
+    connections: Arc<Share>,
+    write_timeout: Duration,
+    /// Whether a refusal can be told in HTTP; on HTTPS it cannot before a handshake, which
+    /// a refusal that costs nothing does not make.
+    answers_in_plain_text: bool,
+}
+
+impl Gate {
+    fn around<F>(self, inner: F) -> Gated<F> {
+        Gated { gate: self, inner }
+    }
+}
+
+/// The gate in front of a connection's pipeline.
+struct Gated<F> {
+    gate: Gate,
+    inner: F,
+}
+
+impl<F> ServiceFactory<TcpStream> for Gated<F>
+where
+    F: ServiceFactory<EdgeStream, Config = (), Response = (), Error = (), InitError = ()>,
+    F::Service: 'static,
+    F::Future: 'static,
+{
+    type Response = ();
+    type Error = ();
+    type Config = ();
+    type Service = GatedService<F::Service>;
+    type InitError = ();
+    type Future = LocalBoxFuture<'static, Result<Self::Service, ()>>;
+
+    fn new_service(&self, (): ()) -> Self::Future {
+        let inner = self.inner.new_service(());
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            Ok(GatedService {
+                gate,
+                inner: inner.await?,
+            })
+        })
+    }
+}
+
+struct GatedService<S> {
+    gate: Gate,
+    inner: S,
+}
+
+impl<S> Service<TcpStream> for GatedService<S>
+where
+    S: Service<EdgeStream, Response = (), Error = ()>,
+{
+    type Response = ();
+    type Error = ();
+    type Future = Either<Ready<Result<(), ()>>, S::Future>;
+
+    actix_service::forward_ready!(inner);
+
+    fn call(&self, io: TcpStream) -> Self::Future {
+        let Ok(peer) = io.peer_addr() else {
+            return Either::Left(ready(Ok(())));
+        };
+        match self.gate.connections.take(ClientAddress::of(peer.ip()), 1) {
+            Ok(place) => Either::Right(self.inner.call(EdgeStream::new(
+                io,
+                peer,
+                place,
+                self.gate.write_timeout,
+            ))),
+            Err(refusal) => {
+                if self.gate.answers_in_plain_text {
+                    // Only if the socket takes it at once: a refusal waits for nobody.
+                    let answer = http::canned_response(&Error::refused(refusal, "connections"));
+                    let _ = io.try_write(&answer);
+                }
+                Either::Left(ready(Ok(())))
+            }
+        }
+    }
+}
