@@ -337,16 +337,14 @@ impl Client {
         Ok(tracker.update(new, &proof)?)
     }
 
-    /// `GET /audit/consistency?old=…&new=…`; any failure to get it counts as inconsistency.
+    /// `GET /audit/consistency?old=…&new=…`. No answer is a transport error; any answer but a
+    /// proof for these sizes counts as inconsistency (a daemon refuses sizes beyond its tree).
     async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Digest>, ClientError> {
         let path = format!("/audit/consistency?old={old}&new={new}");
         let inconsistent = |reason: String| {
             ClientError::Inconsistent(format!("from size {old} to {new}: {reason}"))
         };
-        let (status, body) = self
-            .send(self.http.get(self.url(&path)), None)
-            .await
-            .map_err(|error| inconsistent(error.to_string()))?;
+        let (status, body) = self.send(self.http.get(self.url(&path)), None).await?;
         let consistency: api::Consistency = parse(status, StatusCode::OK, &body)
             .map_err(|error| inconsistent(error.to_string()))?;
         if (consistency.old, consistency.new) != (old, new) {
