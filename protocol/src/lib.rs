@@ -1,5 +1,6 @@
-//! The wasm-hypervisor wire format of `docs/PROTOCOL.md`, version 1: pure functions and types, no
-//! I/O, so any Rust client can depend on this crate alone.
+//! The wasm-hypervisor wire format of `docs/PROTOCOL.md`, version 1, and the client's checks of it
+//! ([`verify`]): pure functions and types, no I/O, so any Rust client can depend on this crate
+//! alone and bring its own transport.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod replay;
 pub mod sealing;
 #[cfg(test)]
 mod vectors;
+pub mod verify;
 
 /// Everything the wire format can reject. Crypto failures are deliberately coarse: a peer learns
 /// nothing from *why* an open or a signature check failed.

@@ -10,9 +10,8 @@ use wasm_hypervisor_protocol::commitment::{self, Digest};
 use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
 use wasm_hypervisor_protocol::replay::LogReplay;
 
-use super::trust::Trust;
 use super::{CliResult, ClientArgs};
-use crate::client::{Client, PinnedIdentity, SignedCheckpoint};
+use crate::client::{CheckpointTracker, Client, PinnedIdentity, SignedCheckpoint};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditArgs {
@@ -32,26 +31,23 @@ pub(crate) struct AuditArgs {
 }
 
 pub(crate) async fn audit(args: AuditArgs) -> CliResult<ExitCode> {
-    let client = args.client.client()?;
-    let mut trust = Trust::load(&args.client.client_dir, &args.client.server)?;
-    let pinned = trust.pin(client.identity().await?)?;
-    let trusted = trust.checkpoint(&pinned)?;
+    let daemon = args.client.connect().await?;
+    let (client, pinned) = (&daemon.client, &daemon.pinned);
     let checkpoint = match &args.session_id {
         Some(session_id) => {
-            audit_session(&client, &pinned, session_id, args.save_dir.as_deref()).await?
+            audit_session(client, pinned, session_id, args.save_dir.as_deref()).await?
         }
-        None => audit_all(&client, &pinned).await?,
+        None => audit_all(client, pinned).await?,
     };
-    if let Some(trusted) = &trusted {
-        client
-            .verify_consistency(&trusted.checkpoint, &checkpoint.checkpoint)
-            .await?;
+    let mut tracker = CheckpointTracker::new(pinned.clone(), daemon.trusted.clone())?;
+    client.advance(&mut tracker, checkpoint.clone()).await?;
+    if let Some(trusted) = &daemon.trusted {
         println!(
             "consistent with the checkpoint trusted before (size {})",
             trusted.checkpoint.size
         );
     }
-    trust.remember(&pinned, &checkpoint)?;
+    daemon.remember(&checkpoint).await?;
     println!(
         "OK: verified against {} at size {}",
         pinned.origin, checkpoint.checkpoint.size

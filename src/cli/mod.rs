@@ -3,14 +3,14 @@
 
 mod audit;
 mod run;
-mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::client::Client;
+use crate::client::trust::{ServiceUrl, TrustStore};
+use crate::client::{Client, PinnedIdentity, SignedCheckpoint};
 use crate::config::ServeArgs;
 
 #[derive(Debug, Parser)]
@@ -50,7 +50,8 @@ struct ClientArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
-    /// Where pinned server identities and their last trusted checkpoints are kept.
+    /// Where pinned server identities and their last trusted checkpoints are kept
+    /// (`trust.json`).
     #[arg(long, env = "WASM_HYPERVISOR_CLIENT_DIR", default_value_os_t = default_client_dir())]
     client_dir: PathBuf,
     /// For an `https://` server: the PEM certificate (or issuing CA) to trust.
@@ -58,12 +59,58 @@ struct ClientArgs {
     ca_cert: Option<PathBuf>,
 }
 
+/// A daemon as the client commands see it: its service URL, a client of it, the trust store,
+/// its identity (pinned on first use) and the last checkpoint trusted for it.
+struct Connected {
+    service: ServiceUrl,
+    client: Client,
+    store: TrustStore,
+    pinned: PinnedIdentity,
+    trusted: Option<SignedCheckpoint>,
+}
+
 impl ClientArgs {
-    fn client(&self) -> CliResult<Client> {
-        Ok(match &self.ca_cert {
-            Some(ca_file) => Client::with_ca(&self.server, ca_file)?,
-            None => Client::new(&self.server),
+    /// Fetches the daemon's identity and pins it, or requires it to be the one pinned for the
+    /// service, under whichever spelling of its URL it was pinned.
+    async fn connect(&self) -> CliResult<Connected> {
+        let service = ServiceUrl::parse(&self.server)?;
+        let client = match &self.ca_cert {
+            Some(ca_file) => Client::with_ca(service.as_str(), ca_file)?,
+            None => Client::new(service.as_str()),
+        };
+        let store = TrustStore::in_dir(&self.client_dir);
+        let pinned = client.identity().await?;
+        if store.pin(&service, &pinned)? {
+            eprintln!(
+                "wasm-hypervisor: pinned {service} as {} (fingerprint {})",
+                pinned.origin,
+                hex::encode(pinned.fingerprint())
+            );
+        }
+        let trusted = store.checkpoint(&service, &pinned)?;
+        Ok(Connected {
+            service,
+            client,
+            store,
+            pinned,
+            trusted,
         })
+    }
+}
+
+impl Connected {
+    /// Keeps `seen` as the trusted checkpoint, proven consistent with what the store holds.
+    async fn remember(&self, seen: &SignedCheckpoint) -> CliResult<()> {
+        self.client
+            .remember(
+                &self.store,
+                &self.service,
+                &self.pinned,
+                self.trusted.as_ref(),
+                seen,
+            )
+            .await?;
+        Ok(())
     }
 }
 

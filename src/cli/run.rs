@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use wasm_hypervisor_protocol::encoding::base64_encode;
 use wasm_hypervisor_protocol::payload::{RequestPayload, RequestedLimits, ReturnValue, Status};
 
-use super::trust::Trust;
 use super::{CliResult, ClientArgs};
 use crate::client::Execution;
 
@@ -76,14 +75,14 @@ pub(crate) async fn run(args: RunArgs) -> CliResult<ExitCode> {
             output_bytes: args.output,
             timeout_ms: args.timeout,
         },
-        seed: Some(os_seed()?),
+        seed: Some(crate::client::random_seed()?),
     };
-    let client = args.client.client()?;
-    let mut trust = Trust::load(&args.client.client_dir, &args.client.server)?;
-    let pinned = trust.pin(client.identity().await?)?;
-    let trusted = trust.checkpoint(&pinned)?;
-    let execution = client.execute(&pinned, &payload, trusted.as_ref()).await?;
-    trust.remember(&pinned, &execution.checkpoint)?;
+    let daemon = args.client.connect().await?;
+    let execution = daemon
+        .client
+        .execute(&daemon.pinned, &payload, daemon.trusted.as_ref())
+        .await?;
+    daemon.remember(&execution.checkpoint).await?;
     if let Some(dir) = &args.save {
         save(dir, &execution)?;
     }
@@ -141,13 +140,6 @@ fn read_program(path: &Path) -> CliResult<Vec<u8>> {
     Ok(bytes)
 }
 
-fn os_seed() -> CliResult<[u8; 32]> {
-    let mut seed = [0; 32];
-    getrandom::fill(&mut seed)
-        .map_err(|error| format!("the OS random number generator failed: {error}"))?;
-    Ok(seed)
-}
-
 fn execution_json(execution: &Execution) -> serde_json::Value {
     let output = &execution.output;
     let returns = output.returns.as_ref().map(|values| {
@@ -183,7 +175,7 @@ fn execution_json(execution: &Execution) -> serde_json::Value {
         "audit": {
             "request_index": execution.request_index,
             "result_index": execution.result_index,
-            "checkpoint": execution.checkpoint.note,
+            "checkpoint": execution.checkpoint.note(),
         },
         "commitments": {
             "announcement_hash": hex::encode(wasm_hypervisor_protocol::commitment::h3(&execution.tbs)),

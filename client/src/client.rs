@@ -1,33 +1,37 @@
-//! The client side of `docs/PROTOCOL.md` over HTTP: pins the identity, opens a session, verifies
-//! the announcement, seals, posts and verifies everything it gets back before trusting the output.
+//! The HTTP transport of `docs/PROTOCOL.md`: asks the daemon, hands every answer to the
+//! protocol crate's [`Verifier`] and [`CheckpointTracker`], and returns only what passed them.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use awc::http::StatusCode;
-use wasm_hypervisor_protocol::announcement::{self, Expected};
-use wasm_hypervisor_protocol::api::{self, SEALED_REQUEST_CONTENT_TYPE, SUITE, TICKET_HEADER};
-use wasm_hypervisor_protocol::checkpoint::{self, Checkpoint};
+use bytes::Bytes;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use wasm_hypervisor_protocol::api::{self, SEALED_REQUEST_CONTENT_TYPE, TICKET_HEADER};
+use wasm_hypervisor_protocol::checkpoint::Checkpoint;
 use wasm_hypervisor_protocol::commitment::{self, Digest};
-use wasm_hypervisor_protocol::identity::IdentityPublicKey;
-use wasm_hypervisor_protocol::leaf::{Leaf, Outcome};
-use wasm_hypervisor_protocol::merkle;
-use wasm_hypervisor_protocol::payload::{OutputMap, PayloadError, RequestPayload, ResultPayload};
-use wasm_hypervisor_protocol::sealing;
+use wasm_hypervisor_protocol::leaf::Leaf;
+use wasm_hypervisor_protocol::payload::{OutputMap, RequestPayload, ResultPayload};
+use wasm_hypervisor_protocol::verify::{
+    self, CheckpointTracker, PinnedIdentity, SealedRequest, SignedCheckpoint, Verifier, VerifyError,
+};
+
+use crate::trust::{ServiceUrl, Swap, TrustError, TrustStore};
 
 /// Largest response body the client reads: a sealed output map is bounded by the server's
 /// output limit, and JSON with base64 adds a third.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// How often a client whose connection broke asks whether its execution has finished.
-const RESULT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+const RESULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Longer than the longest execution a daemon allows by default (60 s), with room to queue.
-const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How many times [`Client::remember`] retries when other runs keep changing the trust store.
+const REMEMBER_ATTEMPTS: usize = 16;
 
 /// Why the client stopped. Anything short of a fully verified answer is an error: the output
 /// is never trusted before every check of §3 and §5 passed.
@@ -59,12 +63,12 @@ pub enum ClientError {
     /// The daemon's identity is not the one pinned for it.
     #[error("the daemon's identity is not the pinned one: {0}")]
     IdentityMismatch(String),
-    /// A signature, announcement, proof or sealed message did not verify.
-    #[error("verification failed")]
+    /// An answer failed a check of the verifier (§2, §3, §5, §6).
+    #[error(transparent)]
+    Refused(VerifyError),
+    /// Sealing failed.
+    #[error("cannot seal the request")]
     Protocol(#[from] wasm_hypervisor_protocol::Error),
-    /// The opened result or its output map is not valid CBOR of §5.
-    #[error("the sealed result does not decode")]
-    Payload(#[from] PayloadError),
     /// The OS random number generator failed, so no secret could be drawn.
     #[error("the operating system's random number generator failed")]
     Random,
@@ -86,52 +90,17 @@ pub enum ClientError {
         "the audit log is not consistent with a checkpoint seen before ({0}): it was rewritten or rolled back"
     )]
     Inconsistent(String),
+    /// The trust store cannot be read or written, or refuses the identity.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
 }
 
-/// An identity as a client pins it: the origin and the key, together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PinnedIdentity {
-    /// The log's and the key's name, as `GET /identity` published it.
-    pub origin: String,
-    /// The identity public key.
-    pub key: IdentityPublicKey,
-}
-
-/// A checkpoint verified against the pinned identity, with the signed note it came in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedCheckpoint {
-    /// The verified tree head.
-    pub checkpoint: Checkpoint,
-    pub(crate) note: String,
-}
-
-impl SignedCheckpoint {
-    /// Verifies a signed note against the pinned identity.
-    pub fn verify(note: &str, pinned: &PinnedIdentity) -> Result<Self, ClientError> {
-        Ok(Self {
-            checkpoint: checkpoint::verify(note, &pinned.origin, &pinned.key)?,
-            note: note.to_owned(),
-        })
-    }
-}
-
-/// A request sealed to a verified session, not yet sent ([`Client::seal`]).
-pub struct SealedRequest {
-    session_id: [u8; 16],
-    ticket: [u8; 32],
-    /// The announcement's TBS.
-    pub(crate) tbs: Vec<u8>,
-    pub(crate) request_payload: Vec<u8>,
-    pub(crate) enc_request: Vec<u8>,
-    /// Binds the announcement and `enc_request`; known before the request leaves.
-    pub request_commitment: Digest,
-    response_key: sealing::ResponseKey,
-}
-
-impl SealedRequest {
-    /// The session's id, as it goes in URLs.
-    pub fn session_id(&self) -> String {
-        api::SessionId(self.session_id).to_string()
+impl From<VerifyError> for ClientError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Inconsistent(reason) => Self::Inconsistent(reason),
+            error => Self::Refused(error),
+        }
     }
 }
 
@@ -160,12 +129,12 @@ pub struct Execution {
     pub input_commitment: Digest,
     /// Hides and binds the output map's bytes.
     pub output_commitment: Digest,
-    /// The result leaf's position and the checkpoint it was proven against; the client
-    /// checked the leaf, its inclusion, and consistency with the checkpoint it trusted before.
+    /// The result leaf's index, proven included in `checkpoint`.
     pub result_index: u64,
     /// The session's request leaf's index.
     pub request_index: u64,
-    /// The checkpoint the result leaf was proven against; the next call checks consistency from it.
+    /// The checkpoint the result leaf was proven against, consistent with the one trusted
+    /// before; the next call checks consistency from it.
     pub checkpoint: SignedCheckpoint,
 }
 
@@ -183,7 +152,7 @@ impl Client {
 
     /// A client whose requests give up after `timeout`; an execution that outlasts it is
     /// fetched from `GET /sessions/{id}/result` instead.
-    pub fn with_timeout(base_url: &str, timeout: std::time::Duration) -> Self {
+    pub fn with_timeout(base_url: &str, timeout: Duration) -> Self {
         Self::with_http(base_url, awc::Client::builder().timeout(timeout).finish())
     }
 
@@ -221,26 +190,14 @@ impl Client {
         }
     }
 
-    /// `GET /identity`, checked for internal consistency; pinning it is the caller's choice.
+    /// `GET /identity`, checked for internal consistency; pinning it is the caller's choice
+    /// ([`TrustStore::pin`]).
     pub async fn identity(&self) -> Result<PinnedIdentity, ClientError> {
         let (status, body) = self
             .send(self.http.get(self.url("/identity")), None)
             .await?;
         let identity: api::Identity = parse(status, StatusCode::OK, &body)?;
-        let key = IdentityPublicKey::from_sec1(&identity.public_key)?;
-        let consistent = identity.suite == SUITE
-            && identity.spki == key.spki_der()
-            && identity.fingerprint == key.fingerprint()
-            && identity.note_verifier_key == key.note_verifier_key(&identity.origin);
-        if !consistent {
-            return Err(ClientError::InvalidResponse(
-                "identity fields disagree with its key".into(),
-            ));
-        }
-        Ok(PinnedIdentity {
-            origin: identity.origin,
-            key,
-        })
+        Ok(PinnedIdentity::from_published(&identity)?)
     }
 
     /// Runs one program end to end and makes every check of §3 and §5 before it trusts the
@@ -265,10 +222,10 @@ impl Client {
         payload: &RequestPayload,
         trusted: Option<&SignedCheckpoint>,
     ) -> Result<SealedRequest, ClientError> {
+        let verifier = Verifier::new(pinned.clone());
         let ticket: [u8; 32] = os_random()?;
-        let client_nonce = commitment::client_nonce(&ticket);
         let request = api::CreateSession {
-            client_nonce: hex::encode(client_nonce),
+            client_nonce: hex::encode(commitment::client_nonce(&ticket)),
         };
         let body = serde_json::to_vec(&request).expect("a struct of strings serializes");
         let post = self.http.post(self.url("/sessions"));
@@ -276,47 +233,20 @@ impl Client {
             .send(post.content_type("application/json"), Some(body.into()))
             .await?;
         let created: api::SessionCreated = parse(status, StatusCode::CREATED, &body)?;
-        let session_id = uuid::Uuid::parse_str(&created.session_id)
-            .map_err(|_| ClientError::InvalidResponse("session_id is not a UUID".into()))?;
-        let announcement = announcement::verify(
-            &created.announcement,
-            &created.signature,
-            &Expected {
-                identity: &pinned.key,
-                client_nonce: &client_nonce,
-                session_id: session_id.as_bytes(),
-                now_secs: unix_now(),
-            },
-        )?;
+        let session = verifier.check_announcement(&created, &ticket, unix_now())?;
         // A log that was rolled back or rewritten gets no program at all.
-        if let Some(trusted) = trusted {
+        if trusted.is_some() {
+            let mut tracker = CheckpointTracker::new(pinned.clone(), trusted.cloned())?;
             let current = self.checkpoint(pinned).await?;
-            self.verify_consistency(&trusted.checkpoint, &current.checkpoint)
-                .await?;
+            self.advance(&mut tracker, current).await?;
         }
-        let announcement_hash = announcement.hash();
-        let request_payload = payload.encode();
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-        let (enc_request, response_key) = sealing::seal_request(
-            &announcement.public_key,
-            &announcement_hash,
-            &request_payload,
-            &mut rng,
-        )?;
-        Ok(SealedRequest {
-            session_id: *session_id.as_bytes(),
-            ticket,
-            tbs: created.announcement,
-            request_commitment: commitment::request_commitment(&announcement_hash, &enc_request),
-            request_payload,
-            enc_request,
-            response_key,
-        })
+        Ok(session.seal(payload, &mut rng)?)
     }
 
     /// Posts a sealed request and makes the checks of §5 on the answer: the wire commitments,
-    /// the sealed result, the result leaf, its inclusion in a signed checkpoint, and that
-    /// checkpoint's consistency with `trusted`. A broken connection is recovered from
+    /// the sealed result, both seeds, the result leaf, its inclusion in a signed checkpoint,
+    /// and that checkpoint's consistency with `trusted`. A broken connection is recovered from
     /// `GET /sessions/{id}/result`.
     pub async fn submit(
         &self,
@@ -324,85 +254,49 @@ impl Client {
         sealed: SealedRequest,
         trusted: Option<&SignedCheckpoint>,
     ) -> Result<Execution, ClientError> {
+        let mut tracker = CheckpointTracker::new(pinned.clone(), trusted.cloned())?;
         let session_id = sealed.session_id();
         let execute = self
             .http
             .post(self.url(&format!("/sessions/{session_id}/execute")))
             .content_type(SEALED_REQUEST_CONTENT_TYPE)
-            .insert_header((TICKET_HEADER, hex::encode(sealed.ticket)));
-        let (status, body) = match self
-            .send(execute, Some(sealed.enc_request.clone().into()))
-            .await
-        {
+            .insert_header((TICKET_HEADER, sealed.ticket_hex()));
+        let body = Bytes::copy_from_slice(sealed.enc_request());
+        let (status, body) = match self.send(execute, Some(body)).await {
             // The daemon keeps every result for a while: a broken connection loses nothing (§5).
             Err(ClientError::Transport { .. }) => self.fetch_result(&session_id).await?,
             answer => answer?,
         };
         let executed: api::Executed = parse(status, StatusCode::OK, &body)?;
-        let request_commitment = sealed.request_commitment;
-        let result_commitment =
-            commitment::result_commitment(&request_commitment, &executed.sealed_result);
-        if executed.session_id != session_id
-            || executed.outcome != "executed"
-            || executed.request_commitment != request_commitment
-            || executed.result_commitment != result_commitment
-        {
-            return Err(ClientError::InvalidResponse(
-                "the response's commitments do not bind what was sent and received".into(),
-            ));
-        }
-        let opened = sealed.response_key.open(&executed.sealed_result)?;
-        let result_payload = ResultPayload::decode(&opened)?;
-        let output = OutputMap::decode(&result_payload.output)?;
-        let input_commitment =
-            commitment::input_commitment(&result_payload.input_blind, &sealed.request_payload);
-        let output_commitment =
-            commitment::output_commitment(&result_payload.output_blind, &result_payload.output);
-
-        let expected_leaf = ExpectedResult {
-            session_id: sealed.session_id,
-            request_index: executed.audit.request_index,
-            commitments: [
-                request_commitment,
-                result_commitment,
-                input_commitment,
-                output_commitment,
-            ],
-        };
-        let checkpoint = verify_audit(&executed.audit, pinned, &expected_leaf)?;
-        if let Some(trusted) = trusted {
-            self.verify_consistency(&trusted.checkpoint, &checkpoint.checkpoint)
-                .await?;
-        }
+        let verified = Verifier::new(pinned.clone()).check_result(&sealed, &executed)?;
+        self.advance(&mut tracker, verified.checkpoint.clone())
+            .await?;
         Ok(Execution {
             session_id,
-            output,
-            tbs: sealed.tbs,
-            request_payload: sealed.request_payload,
-            enc_request: sealed.enc_request,
-            enc_response: executed.sealed_result,
-            result_payload,
-            request_commitment,
-            result_commitment,
-            input_commitment,
-            output_commitment,
-            result_index: executed.audit.result_index,
-            request_index: executed.audit.request_index,
-            checkpoint,
+            output: verified.output,
+            tbs: sealed.tbs().to_vec(),
+            request_payload: sealed.request_payload().to_vec(),
+            enc_request: sealed.enc_request().to_vec(),
+            enc_response: verified.enc_response,
+            result_payload: verified.result_payload,
+            request_commitment: verified.request_commitment,
+            result_commitment: verified.result_commitment,
+            input_commitment: verified.input_commitment,
+            output_commitment: verified.output_commitment,
+            result_index: verified.result_index,
+            request_index: verified.request_index,
+            checkpoint: verified.checkpoint,
         })
     }
 
     /// `GET /sessions/{id}/result`, waiting while the execution still runs.
-    async fn fetch_result(
-        &self,
-        session_id: &str,
-    ) -> Result<(StatusCode, actix_web::web::Bytes), ClientError> {
+    async fn fetch_result(&self, session_id: &str) -> Result<(StatusCode, Bytes), ClientError> {
         let path = format!("/sessions/{session_id}/result");
         let interrupted = |reason: String| ClientError::Interrupted {
             session_id: session_id.to_owned(),
             reason,
         };
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         loop {
             match self.send(self.http.get(self.url(&path)), None).await {
                 Ok((StatusCode::ACCEPTED, _)) if started.elapsed() < HTTP_TIMEOUT => {
@@ -415,33 +309,82 @@ impl Client {
         }
     }
 
-    /// Proves that one of two checkpoints of this log extends the other (RFC 9162 §2.1.4):
-    /// anything else means the log was rewritten or rolled back.
+    /// Proves that `new` extends `trusted` (RFC 9162 §2.1.4), fetching the proof when one is
+    /// needed: a smaller tree (a rollback), another tree of the same size (a fork) or a proof
+    /// that fails means the log was rewritten or rolled back.
     pub async fn verify_consistency(
         &self,
-        a: &Checkpoint,
-        b: &Checkpoint,
+        trusted: &Checkpoint,
+        new: &Checkpoint,
     ) -> Result<(), ClientError> {
-        let (old, new) = if a.size <= b.size { (a, b) } else { (b, a) };
-        if old.size == new.size || old.size == 0 {
-            return if old.size == new.size && old.root != new.root {
-                Err(ClientError::Inconsistent(format!(
-                    "two different trees of size {}",
-                    old.size
-                )))
-            } else {
-                Ok(())
-            };
-        }
-        let path = format!("/audit/consistency?old={}&new={}", old.size, new.size);
-        let (status, body) = self.send(self.http.get(self.url(&path)), None).await?;
-        let inconsistent = |reason: String| {
-            ClientError::Inconsistent(format!("from size {} to {}: {reason}", old.size, new.size))
+        let proof = match verify::consistency_needed(trusted, new)? {
+            Some((old, size)) => self.consistency_proof(old, size).await?,
+            None => Vec::new(),
         };
+        Ok(verify::check_consistency(trusted, new, &proof)?)
+    }
+
+    /// Moves `tracker` to `new` with the consistency proof it needs, fetched from the daemon.
+    pub async fn advance(
+        &self,
+        tracker: &mut CheckpointTracker,
+        new: SignedCheckpoint,
+    ) -> Result<(), ClientError> {
+        let proof = match tracker.proof_needed(&new.checkpoint)? {
+            Some((old, size)) => self.consistency_proof(old, size).await?,
+            None => Vec::new(),
+        };
+        Ok(tracker.update(new, &proof)?)
+    }
+
+    /// `GET /audit/consistency?old=…&new=…`. No answer is a transport error; any answer but a
+    /// proof for these sizes counts as inconsistency (a daemon refuses sizes beyond its tree).
+    async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Digest>, ClientError> {
+        let path = format!("/audit/consistency?old={old}&new={new}");
+        let inconsistent = |reason: String| {
+            ClientError::Inconsistent(format!("from size {old} to {new}: {reason}"))
+        };
+        let (status, body) = self.send(self.http.get(self.url(&path)), None).await?;
         let consistency: api::Consistency = parse(status, StatusCode::OK, &body)
             .map_err(|error| inconsistent(error.to_string()))?;
-        merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &consistency.proof)
-            .map_err(|error| inconsistent(error.to_string()))
+        if (consistency.old, consistency.new) != (old, new) {
+            return Err(inconsistent("the proof is for other sizes".into()));
+        }
+        Ok(consistency.proof)
+    }
+
+    /// Records `seen` as the last checkpoint trusted for `pinned` at `service`, once it is
+    /// proven consistent with what the store holds. `seen` was proven to extend `trusted`
+    /// (the store's checkpoint when the caller started); if another run has changed the store
+    /// since, consistency with its checkpoint is proven now, and the larger of the two is kept.
+    pub async fn remember(
+        &self,
+        store: &TrustStore,
+        service: &ServiceUrl,
+        pinned: &PinnedIdentity,
+        trusted: Option<&SignedCheckpoint>,
+        seen: &SignedCheckpoint,
+    ) -> Result<(), ClientError> {
+        for _ in 0..REMEMBER_ATTEMPTS {
+            let stored = store.checkpoint(service, pinned)?;
+            let stored_checkpoint = stored.as_ref().map(|stored| &stored.checkpoint);
+            if let Some(stored) = stored_checkpoint
+                && Some(stored) != trusted.map(|trusted| &trusted.checkpoint)
+            {
+                if stored.size > seen.checkpoint.size {
+                    return self.verify_consistency(&seen.checkpoint, stored).await;
+                }
+                self.verify_consistency(stored, &seen.checkpoint).await?;
+            }
+            if stored_checkpoint.is_some_and(|stored| stored.size >= seen.checkpoint.size) {
+                return Ok(());
+            }
+            match store.compare_and_swap(service, pinned, stored_checkpoint, seen)? {
+                Swap::Done => return Ok(()),
+                Swap::Changed => {}
+            }
+        }
+        Err(TrustError::Busy(store.path().to_owned()).into())
     }
 
     /// `GET /audit/{session_id}`, with every entry's leaf and inclusion checked against the
@@ -458,29 +401,7 @@ impl Client {
             )
             .await?;
         let audit: api::SessionAudit = parse(status, StatusCode::OK, &body)?;
-        let signed = SignedCheckpoint::verify(&audit.checkpoint, pinned)?;
-        let checkpoint = &signed.checkpoint;
-        let mut leaves = Vec::new();
-        for entry in &audit.entries {
-            let leaf = Leaf::decode(&entry.leaf).map_err(|error| {
-                ClientError::InvalidResponse(format!("leaf {}: {error}", entry.index))
-            })?;
-            if api::SessionId(*leaf.session_id()).to_string() != session_id {
-                return Err(ClientError::InvalidResponse(format!(
-                    "leaf {} belongs to another session",
-                    entry.index
-                )));
-            }
-            merkle::verify_inclusion(
-                &entry.leaf,
-                entry.index,
-                checkpoint.size,
-                &entry.inclusion_proof,
-                &checkpoint.root,
-            )?;
-            leaves.push((entry.index, leaf));
-        }
-        Ok((leaves, signed))
+        Ok(Verifier::new(pinned.clone()).check_session_audit(session_id, &audit)?)
     }
 
     /// The latest checkpoint, verified against the pinned identity.
@@ -496,7 +417,7 @@ impl Client {
         }
         let note = std::str::from_utf8(&body)
             .map_err(|_| ClientError::InvalidResponse("checkpoint is not UTF-8".into()))?;
-        SignedCheckpoint::verify(note, pinned)
+        Ok(SignedCheckpoint::verify(note, pinned)?)
     }
 
     /// Leaves `[start, end)` as the daemon pages them (at most 1000 a call).
@@ -518,8 +439,8 @@ impl Client {
     async fn send(
         &self,
         request: awc::ClientRequest,
-        body: Option<actix_web::web::Bytes>,
-    ) -> Result<(StatusCode, actix_web::web::Bytes), ClientError> {
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let url = request.get_uri().to_string();
         let transport = |reason: String| ClientError::Transport {
             url: url.clone(),
@@ -537,53 +458,6 @@ impl Client {
             .map_err(|error| transport(error.to_string()))?;
         Ok((response.status(), body))
     }
-}
-
-/// What the result leaf must say about an execution this client saw.
-struct ExpectedResult {
-    session_id: [u8; 16],
-    request_index: u64,
-    /// request, result, input and output commitments.
-    commitments: [Digest; 4],
-}
-
-/// The audit checks of §5: the checkpoint is the pinned identity's, the result leaf says exactly
-/// what this client sent and opened, and it is included in the checkpoint's tree.
-fn verify_audit(
-    audit: &api::Audit,
-    pinned: &PinnedIdentity,
-    expected: &ExpectedResult,
-) -> Result<SignedCheckpoint, ClientError> {
-    let signed = SignedCheckpoint::verify(&audit.checkpoint, pinned)?;
-    let checkpoint = &signed.checkpoint;
-    let Ok(Leaf::Result(leaf)) = Leaf::decode(&audit.leaf) else {
-        return Err(ClientError::InvalidResponse(
-            "the audit leaf is not a result leaf".into(),
-        ));
-    };
-    let matches = leaf.session_id == expected.session_id
-        && leaf.request_index == expected.request_index
-        && leaf.request_index < audit.result_index
-        && leaf.outcome == Outcome::Executed
-        && [
-            leaf.request_commitment,
-            leaf.result_commitment,
-            leaf.input_commitment,
-            leaf.output_commitment,
-        ] == expected.commitments;
-    if !matches {
-        return Err(ClientError::InvalidResponse(
-            "the result leaf does not record this execution".into(),
-        ));
-    }
-    merkle::verify_inclusion(
-        &audit.leaf,
-        audit.result_index,
-        checkpoint.size,
-        &audit.inclusion_proof,
-        &checkpoint.root,
-    )?;
-    Ok(signed)
 }
 
 /// Decodes a success body, or turns anything else into an error.

@@ -1,14 +1,13 @@
-#!/usr/bin/env python3
-"""Independent interoperability client for the sealed execution protocol, version 1.
+"""The conformance suite: every client check of the sealed execution protocol, version 1, run
+against a real daemon, one line per check. Written from the protocol document, docs/PROTOCOL.md
+(and the RFCs / C2SP specs it cites), alone, without reading the daemon's sources: if this client
+and the daemon agree, two independent readings of the contract agree. Its last section runs the
+package's own library and command line against the same daemon, and has the library refuse
+results whose seeds were tampered with.
 
-Written from the protocol document, docs/PROTOCOL.md (and the RFCs / C2SP specs it cites),
-alone, without reading the daemon's sources: if this client and the daemon agree, two
-independent readings of the contract agree.
+    wasm-hypervisor-py check http://127.0.0.1:8080
 
-    python3 client.py http://127.0.0.1:8080
-
-Prints one line per check and exits 1 with "FAIL: ..." on the first failure (2 on a usage
-error). Needs pyhpke, cryptography and cbor2 (see scripts/interop-test for the pinned versions).
+Prints one line per check and exits 1 with "FAIL: ..." on the first failure.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import os
 import re
 import sys
 import time
+import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -37,6 +37,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId
+
+from . import cli, protocol
+from .client import Client
+from .protocol import H2, H3, leaf_hash, labeled, mth, node_hash, verify_consistency, verify_inclusion
+from .trust import TrustStore
 
 # --------------------------------------------------------------------------------------------
 # Output and failure
@@ -77,19 +82,6 @@ def section(title: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Primitives (PROTOCOL.md "Notation" and §1)
 # --------------------------------------------------------------------------------------------
-
-
-def H3(*parts: bytes) -> bytes:
-    return hashlib.sha3_256(b"".join(parts)).digest()
-
-
-def H2(*parts: bytes) -> bytes:
-    return hashlib.sha256(b"".join(parts)).digest()
-
-
-def labeled(label: str, *parts: bytes) -> bytes:
-    """H3(label ‖ 0x00 ‖ parts…), the shape of every labelled hash in the protocol."""
-    return H3(label.encode("ascii"), b"\x00", *parts)
 
 
 def u8(n: int) -> bytes:
@@ -240,80 +232,6 @@ def expect_error(r: Response, status: int, code: str, what: str, request_commitm
 # --------------------------------------------------------------------------------------------
 # RFC 9162 §2.1 Merkle tree (SHA-256)
 # --------------------------------------------------------------------------------------------
-
-
-def leaf_hash(leaf: bytes) -> bytes:
-    return H2(b"\x00", leaf)
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    return H2(b"\x01", left, right)
-
-
-def mth(leaves: list[bytes]) -> bytes:
-    """RFC 9162 §2.1.1 MTH over leaf *data*."""
-    n = len(leaves)
-    if n == 0:
-        return H2(b"")
-    if n == 1:
-        return leaf_hash(leaves[0])
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return node_hash(mth(leaves[:k]), mth(leaves[k:]))
-
-
-def verify_inclusion(index: int, size: int, lhash: bytes, path: list[bytes], root: bytes) -> bool:
-    """RFC 9162 §2.1.3.2."""
-    if index >= size:
-        return False
-    fn, sn, r = index, size - 1, lhash
-    for p in path:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
-
-
-def verify_consistency(first: int, second: int, first_hash: bytes, second_hash: bytes, path: list[bytes]) -> bool:
-    """RFC 9162 §2.1.4.2 (with the trivial first == second case: empty proof, equal roots)."""
-    if first < 1 or first > second:
-        return False
-    if first == second:
-        return not path and first_hash == second_hash
-    if not path:
-        return False
-    if first & (first - 1) == 0:  # exact power of 2
-        path = [first_hash] + list(path)
-    fn, sn = first - 1, second - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr == first_hash and sr == second_hash and sn == 0
 
 
 def _self_test_merkle() -> None:
@@ -1108,18 +1026,99 @@ def main(base: str) -> None:
     r = http.get(f"/audit/entries?start={latest.size + 1}&end={latest.size + 2}")
     expect_status(r, 400, "GET /audit/entries with start beyond the tree size")
 
+    library(base)
+
     print(f"PASS: {CHECKS} checks against {base}", flush=True)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2 or not re.match(r"https?://", sys.argv[1]):
-        print("usage: client.py http://HOST:PORT", file=sys.stderr)
-        sys.exit(2)
+# --------------------------------------------------------------------------------------------
+# The package's own library and command line, against the same daemon
+# --------------------------------------------------------------------------------------------
+
+
+def refused(what: str, why: str, attempt) -> None:
+    """`attempt()` must raise the library's VerificationError, for the reason `why`."""
     try:
-        main(sys.argv[1])
-    except Failure as e:
+        attempt()
+    except protocol.VerificationError as e:
+        check(why in str(e), f"{what}: refused because {why}", str(e))
+        return
+    raise Failure(f"{what}: the library accepted it")
+
+
+def library(base: str) -> None:
+    section("library: a verified execution, and forged seeds refused (§5.1)")
+    client = Client(base)
+    ident = client.identity()
+    ok("library: GET /identity is self-consistent")
+    session = client.open_session(ident)
+    ok("library: the announcement passes every check of §3")
+    seed = os.urandom(32)
+    sealed = protocol.Sealed(session, request_payload(random_module(16), seed=seed), seed)
+    r = client.http.request("POST", f"/sessions/{session.id}/execute", sealed.enc_request,
+                            {"Content-Type": SEALED_CT, "Session-Ticket": session.ticket.hex()})
+    body = r.expect(200, "library: execute")
+    result = protocol.check_result(ident, sealed, body)
+    eq(result.output["stdout"], chacha20_stream(result.output["random_seed"], 16),
+       "library: the honest result passes every check of §5")
+
+    def forged(change):
+        """The daemon's answer with its output map changed, sealed again with the response key
+        (which the client holds) and its result_commitment recomputed: only the seed checks and
+        the result leaf (which commits to the original output) stand in the way."""
+        out = dict(result.output)
+        change(out)
+        output = cbor2.dumps(out, canonical=True)
+        payload = cbor2.dumps({"output": output, "input_blind": result.input_blind,
+                               "output_blind": result.output_blind}, canonical=True)
+        nonce = os.urandom(32)
+        aead, aead_nonce = sealed.response_aead(nonce)
+        enc_response = nonce + aead.encrypt(aead_nonce, payload, b"")
+        return {**body, "sealed_result": base64.b64encode(enc_response).decode(),
+                "result_commitment": labeled("wasm-hv/v1 result-commitment", sealed.request_commitment,
+                                             enc_response).hex()}
+
+    refused("library: a re-sealed answer with untouched seeds", "result leaf",
+            lambda: protocol.check_result(ident, sealed, forged(lambda out: None)))
+    other = os.urandom(32)
+    refused("library: another server_seed, random_seed derived from it", "seed_commitment",
+            lambda: protocol.check_result(ident, sealed, forged(lambda out: out.update(
+                server_seed=other, random_seed=labeled("wasm-hv/v1 random", other, seed)))))
+    refused("library: a random_seed not derived from both shares", "random_seed",
+            lambda: protocol.check_result(ident, sealed, forged(lambda out: out.update(
+                random_seed=labeled("wasm-hv/v1 random", out["server_seed"], b"\x00" * 32)))))
+    refused("library: a random_seed ground by the server", "random_seed",
+            lambda: protocol.check_result(ident, sealed, forged(lambda out: out.update(random_seed=os.urandom(32)))))
+
+    section("command line: run and audit, two spellings of the URL share one pin")
+    with tempfile.TemporaryDirectory() as client_dir:
+        program = os.path.join(client_dir, "hello.wasm")
+        with open(program, "wb") as f:
+            f.write(hello_module())
+        rest = base.split("://", 1)[1].rstrip("/")
+        spellings = [f"http://{rest}/", f"http://{rest}", f"HTTP://{rest}//"]
+        for n, server in enumerate(spellings):
+            eq(cli.main(["run", program, "--server", server, "--client-dir", client_dir]), 0,
+               f"command line: run via {server} exits 0")
+            eq(len(TrustStore(client_dir).identities(server)), 1, f"command line: one identity pinned for {server}")
+        with open(os.path.join(client_dir, "trust.json")) as f:
+            services = json.load(f)["services"]
+        eq(list(services), [cli.normalize_url(base)], "command line: the three spellings are one service in trust.json")
+        eq(cli.main(["audit", "--all", "--server", base, "--client-dir", client_dir]), 0,
+           "command line: audit --all exits 0")
+
+
+def run(base: str) -> int:
+    """Runs the whole suite; 0 when every check passed, 1 on the first failure."""
+    if not re.match(r"https?://", base):
+        print("usage: wasm-hypervisor-py check http://HOST:PORT", file=sys.stderr)
+        return 2
+    try:
+        main(base)
+    except (Failure, protocol.VerificationError) as e:
         print(f"FAIL: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        return 1
     except (urllib.error.URLError, OSError) as e:
-        print(f"FAIL: cannot talk to the daemon at {sys.argv[1]}: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        print(f"FAIL: cannot talk to the daemon at {base}: {e}", file=sys.stderr, flush=True)
+        return 1
+    return 0
