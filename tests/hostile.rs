@@ -503,3 +503,75 @@ fn junk_from_one_address_leaves_anothers_executions_admitted() {
         "another address's executions beside the junk: {answers:?}"
     );
 }
+
+/// A client that asks for a large result and never reads it once held its connection and the
+/// result's bytes for ever. Now a write that makes no progress for `write-timeout-secs` closes
+/// the connection.
+#[test]
+fn a_response_nobody_reads_is_cut_off_after_the_write_timeout() {
+    let _one_at_a_time = serially();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = process::start(dir.path(), "127.0.0.1:0", &["--write-timeout-secs", "1"]);
+    let to = daemon.addr;
+    // 8 MiB of stdout, 128 writes of 64 KiB: a kept result of about 11 MiB, more than the
+    // kernel's buffers hold.
+    let loud = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 2)
+        (func (export "_start") (local $i i32)
+          (memory.fill (i32.const 0) (i32.const 97) (i32.const 65536))
+          (i32.store (i32.const 65536) (i32.const 0))
+          (i32.store (i32.const 65540) (i32.const 65536))
+          (loop $again
+            (drop (call $fd_write (i32.const 1) (i32.const 65536) (i32.const 1) (i32.const 65544)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $again (i32.lt_u (local.get $i) (i32.const 128))))))"#;
+    let mut program = process::payload(loud);
+    program.limits.output_bytes = Some(8 << 20);
+    let session = open_session(FLOOD, to);
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let (sealed, _) = sealing::seal_request(
+        &session.announcement.public_key,
+        &session.announcement.hash(),
+        &program.encode(),
+        &mut rng,
+    )
+    .unwrap();
+    let mut conn = Conn::open(FLOOD, to).expect("connects");
+    let executed = execute(&mut conn, &session, &sealed).expect("answered");
+    assert_eq!(executed.status, 200);
+    let full_length = executed.body.len();
+    assert!(full_length > 10 << 20, "{full_length} bytes");
+
+    // A reader with a small window that stops reading.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind(&SocketAddr::new(OTHER, 0).into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let mut stalled = TcpStream::from(socket);
+    write!(
+        stalled,
+        "GET /sessions/{}/result HTTP/1.1\r\nhost: daemon\r\n\r\n",
+        session.id
+    )
+    .unwrap();
+    thread::sleep(Duration::from_secs(3));
+    // What the kernel buffered comes, then the end: the daemon gave up on the connection.
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = 0;
+    let mut chunk = vec![0; 1 << 16];
+    let ended = loop {
+        match stalled.read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(read) => received += read,
+            Err(error) if error.kind() == io::ErrorKind::ConnectionReset => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    assert!(
+        ended.is_ok() && received < full_length,
+        "the unread response: {ended:?} after {received} of {full_length} bytes"
+    );
+}
