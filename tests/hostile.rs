@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use wasm_hypervisor_protocol::announcement::Announcement;
 use wasm_hypervisor_protocol::api::{self, SEALED_REQUEST_CONTENT_TYPE, TICKET_HEADER};
 use wasm_hypervisor_protocol::commitment;
+use wasm_hypervisor_protocol::payload::RequestPayload;
 use wasm_hypervisor_protocol::sealing::{self, HEADER};
 
 const FLOOD: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -211,13 +212,13 @@ fn execute(conn: &mut Conn, session: &Opened, body: &[u8]) -> io::Result<Respons
     )
 }
 
-/// Seals the hello program to `session`.
-fn sealed_hello(session: &Opened) -> Vec<u8> {
+/// Seals `payload` to `session`.
+fn seal(session: &Opened, payload: &RequestPayload) -> Vec<u8> {
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let (enc_request, _) = sealing::seal_request(
         &session.announcement.public_key,
         &session.announcement.hash(),
-        &process::payload(HELLO).encode(),
+        &payload.encode(),
         &mut rng,
     )
     .unwrap();
@@ -227,7 +228,17 @@ fn sealed_hello(session: &Opened) -> Vec<u8> {
 /// Runs hello in `session` from `from`: the execute call's status.
 fn run_hello(from: IpAddr, to: SocketAddr, session: &Opened) -> Response {
     let mut conn = Conn::open(from, to).expect("connects");
-    execute(&mut conn, session, &sealed_hello(session)).expect("execute is answered")
+    execute(&mut conn, session, &seal(session, &process::payload(HELLO)))
+        .expect("execute is answered")
+}
+
+fn assert_served(response: &Response) {
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
 }
 
 fn rand<const N: usize>() -> [u8; N] {
@@ -332,12 +343,7 @@ fn stalled_uploads_get_408_and_hold_no_more_than_their_address_share() {
     );
     // Nothing was consumed: the session of a timed-out upload still runs.
     let response = run_hello(FLOOD, to, &timed_out[0]);
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    assert_served(&response);
 }
 
 /// Connections that send a head and one byte of body and then nothing once ran the daemon out
@@ -379,12 +385,7 @@ fn a_connection_flood_from_one_address_leaves_another_served() {
     );
     let session = open_session(OTHER, to);
     let response = run_hello(OTHER, to, &session);
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    assert_served(&response);
     drop(flood);
 }
 
@@ -439,12 +440,7 @@ fn a_session_flood_from_one_address_leaves_another_able_to_run() {
     for _ in 0..3 {
         let session = open_session(OTHER, to);
         let response = run_hello(OTHER, to, &session);
-        assert_eq!(
-            response.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&response.body)
-        );
+        assert_served(&response);
     }
 }
 
@@ -529,16 +525,8 @@ fn a_response_nobody_reads_is_cut_off_after_the_write_timeout() {
     let mut program = process::payload(loud);
     program.limits.output_bytes = Some(8 << 20);
     let session = open_session(FLOOD, to);
-    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-    let (sealed, _) = sealing::seal_request(
-        &session.announcement.public_key,
-        &session.announcement.hash(),
-        &program.encode(),
-        &mut rng,
-    )
-    .unwrap();
     let mut conn = Conn::open(FLOOD, to).expect("connects");
-    let executed = execute(&mut conn, &session, &sealed).expect("answered");
+    let executed = execute(&mut conn, &session, &seal(&session, &program)).expect("answered");
     assert_eq!(executed.status, 200);
     let full_length = executed.body.len();
     assert!(full_length > 10 << 20, "{full_length} bytes");

@@ -30,11 +30,12 @@ use stream::EdgeStream;
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     /// Public connections open at once; a connection past it, or past its address's share of
-    /// it, is closed at once (after a `429` or `503` on plain HTTP). Lowered at start-up to
-    /// what the open-file limit leaves. Default: 10 000.
+    /// it, is closed at once (on plain HTTP after a `429` or `503`, if the socket takes it
+    /// without waiting). Lowered at start-up to what the open-file limit leaves.
+    /// Default: 10 000.
     pub max_connections: usize,
-    /// Longest wait for a request's head (its line and headers); then `408` and the
-    /// connection is closed. Default: 10 s.
+    /// Longest wait for a request's head (its line and headers); then the connection is
+    /// closed. Default: 10 s.
     pub header_timeout: Duration,
     /// Longest a connection may stay idle between requests. Default: 15 s.
     pub keep_alive: Duration,
@@ -308,7 +309,10 @@ where
             ))),
             Err(refusal) => {
                 if self.gate.answers_in_plain_text {
-                    // Only if the socket takes it at once: a refusal waits for nobody.
+                    // Only what has arrived and what the socket takes at once: a refusal waits
+                    // for nobody. Reading first lets the close be a FIN, not a reset that
+                    // would discard the answer before the client reads it.
+                    let _ = io.try_read(&mut [0; 4096]);
                     let answer = http::canned_response(&Error::refused(refusal, "connections"));
                     let _ = io.try_write(&answer);
                 }
