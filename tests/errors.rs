@@ -358,10 +358,12 @@ async fn a_full_queue_refuses_executions_without_consuming_them() {
             break;
         }
         if waiting.is_finished() {
-            assert_eq!(
-                waiting.await.unwrap(),
-                503,
-                "refused while the first still queued"
+            // The queue is full (503), or, from the first one's address, that address holds
+            // its one place of it (429).
+            let status = waiting.await.unwrap();
+            assert!(
+                matches!(status, 429 | 503),
+                "refused while the first still queued: {status}"
             );
             waiting = execute_in_background(&daemon, &queued, queued_request.clone());
         }
