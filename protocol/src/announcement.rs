@@ -1,10 +1,9 @@
 //! The signed session key announcement (§3): the 205-byte TBS, its signature, and the checks a
 //! client makes before it seals anything to the announced key.
 
-use hpke::Deserializable as _;
-
 use crate::Error;
 use crate::commitment::{Digest, h3};
+use crate::crypto::{Active, Backend as _};
 use crate::identity::{IdentityKey, IdentityPublicKey, SEC1_LEN};
 use crate::sealing::{self, KEY_CONFIG_LEN};
 
@@ -75,8 +74,9 @@ impl Announcement {
                 "key config is not this protocol's suite",
             ));
         }
-        <sealing::Kem as hpke::Kem>::PublicKey::from_bytes(&public_key)
-            .map_err(|_| Error::Announcement("pkR is not a valid P-256 point"))?;
+        if !Active::is_valid_public_key(&public_key) {
+            return Err(Error::Announcement("pkR is not a valid P-256 point"));
+        }
         Ok(Self {
             session_id: field(tbs, 1),
             issued_at: u64::from_be_bytes(field(tbs, 17)),

@@ -2,83 +2,82 @@
 //! derived from the public key (fingerprint, key ID, origin, note verifier key).
 
 use base64::Engine as _;
-use p256::ecdsa::signature::{Signer as _, Verifier as _};
-use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
-use p256::elliptic_curve::Generate as _;
-use p256::pkcs8::EncodePublicKey as _;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::commitment::{Digest, h3};
+use crate::crypto::{self, Active, Backend as _};
 
-/// Length of an uncompressed SEC1 P-256 point.
-pub(crate) const SEC1_LEN: usize = 65;
+pub(crate) use crate::crypto::SEC1_LEN;
 
 /// The signed-note signature type of ECDSA keys (c2sp.org/signed-note, as transparency-dev/witness).
 pub(crate) const NOTE_SIGNATURE_TYPE_ECDSA: u8 = 0x02;
 
 /// The identity's private half. Only the daemon holds one.
-pub struct IdentityKey(SigningKey);
+pub struct IdentityKey(<Active as crypto::Backend>::SigningKey);
 
 impl IdentityKey {
-    /// A fresh key; fails only if `rng` does.
+    /// A fresh key (a scalar drawn from `rng` until it is in `[1, n)`); fails only if `rng`
+    /// does.
     pub fn generate<R: rand_core::TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Self, R::Error> {
-        SigningKey::try_generate_from_rng(rng).map(Self)
+        let mut scalar = Zeroizing::new([0; 32]);
+        loop {
+            rng.try_fill_bytes(scalar.as_mut())?;
+            if let Some(key) = Active::signing_key_from_scalar(&scalar) {
+                return Ok(Self(key));
+            }
+        }
     }
 
     /// Loads the 32-byte big-endian scalar written by [`IdentityKey::to_secret_bytes`].
     pub fn from_secret_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        SigningKey::from_slice(bytes)
+        let scalar: &[u8; 32] = bytes.try_into().map_err(|_| Error::InvalidKey)?;
+        Active::signing_key_from_scalar(scalar)
             .map(Self)
-            .map_err(|_| Error::InvalidKey)
+            .ok_or(Error::InvalidKey)
     }
 
     /// The 32-byte big-endian scalar, for the daemon's key file; zeroized when dropped.
     pub fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(self.0.to_bytes().to_vec())
+        Zeroizing::new(Active::signing_key_scalar(&self.0).to_vec())
     }
 
     /// The public half.
     pub fn public(&self) -> IdentityPublicKey {
-        IdentityPublicKey(*self.0.verifying_key())
+        IdentityPublicKey(Active::signing_key_public(&self.0))
     }
 
-    /// ECDSA-P256-SHA256 with RFC 6979 nonces, low-S, strict DER.
+    /// ECDSA-P256-SHA256, low-S, strict DER: RFC 6979 nonces on the RustCrypto backend, hedged
+    /// nonces on aws-lc (PROTOCOL.md §1 allows both).
     pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
-        let signature: Signature = self.0.sign(message);
-        signature.normalize_s().to_der().as_bytes().to_vec()
+        crypto::low_s_der(&Active::sign_fixed(&self.0, message))
     }
 }
 
-/// The identity's public half, as clients pin it.
+/// The identity's public half, as clients pin it: a valid uncompressed P-256 point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdentityPublicKey(VerifyingKey);
+pub struct IdentityPublicKey([u8; SEC1_LEN]);
 
 impl IdentityPublicKey {
     /// Parses a 65-byte uncompressed SEC1 point, as `GET /identity` publishes it.
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, Error> {
-        if bytes.len() != SEC1_LEN {
-            return Err(Error::InvalidKey);
+        let sec1: [u8; SEC1_LEN] = bytes.try_into().map_err(|_| Error::InvalidKey)?;
+        if Active::is_valid_public_key(&sec1) {
+            Ok(Self(sec1))
+        } else {
+            Err(Error::InvalidKey)
         }
-        VerifyingKey::from_sec1_bytes(bytes)
-            .map(Self)
-            .map_err(|_| Error::InvalidKey)
     }
 
     /// The uncompressed SEC1 encoding.
     pub fn sec1(&self) -> [u8; SEC1_LEN] {
-        let mut out = [0; SEC1_LEN];
-        out.copy_from_slice(&self.0.to_sec1_bytes());
-        out
+        self.0
     }
 
     /// SubjectPublicKeyInfo DER, from which the note key ID is hashed.
     pub fn spki_der(&self) -> Vec<u8> {
-        self.0
-            .to_public_key_der()
-            .expect("a valid P-256 key always has an SPKI encoding")
-            .into_vec()
+        crypto::spki_der(&self.0)
     }
 
     /// `H3(SEC1 public key)`: the TBS's `identity_fpr`.
@@ -110,10 +109,11 @@ impl IdentityPublicKey {
 
     /// Verifies a strict-DER ECDSA-P256-SHA256 signature; high-S is accepted, as §1 asks.
     pub(crate) fn verify(&self, message: &[u8], der_signature: &[u8]) -> Result<(), Error> {
-        let signature = DerSignature::from_bytes(der_signature).map_err(|_| Error::BadSignature)?;
-        self.0
-            .verify(message, &signature)
-            .map_err(|_| Error::BadSignature)
+        if Active::verify_der(&self.0, message, der_signature) {
+            Ok(())
+        } else {
+            Err(Error::BadSignature)
+        }
     }
 }
 
@@ -143,8 +143,9 @@ mod tests {
         let key = fixed_key();
         for message in [&b""[..], b"a", b"wasm-hv/v1 session-key"] {
             let der = key.sign(message);
-            let signature = Signature::from_der(&der).unwrap();
-            assert_eq!(signature.normalize_s(), signature, "low S");
+            let (r, s) = crypto::parse_der_signature(&der).expect("strict DER");
+            assert_eq!(crypto::der_signature(&r, &s), der);
+            assert!(crypto::is_low_s(&s), "low S");
             key.public().verify(message, &der).unwrap();
             assert!(key.public().verify(b"other", &der).is_err());
         }
@@ -153,11 +154,13 @@ mod tests {
     #[test]
     fn high_s_signatures_are_accepted() {
         let key = fixed_key();
-        let low = Signature::from_der(&key.sign(b"m")).unwrap();
-        let (r, s) = low.split_scalars();
-        let high = Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
-        assert_ne!(high, low);
-        key.public().verify(b"m", high.to_der().as_bytes()).unwrap();
+        let low = key.sign(b"m");
+        let (r, s) = crypto::parse_der_signature(&low).unwrap();
+        let high = crypto::der_signature(&r, &crypto::negate_scalar(&s));
+        assert!(!crypto::is_low_s(
+            &crypto::parse_der_signature(&high).unwrap().1
+        ));
+        key.public().verify(b"m", &high).unwrap();
     }
 
     #[test]
@@ -166,6 +169,13 @@ mod tests {
         let again = IdentityKey::from_secret_bytes(&key.to_secret_bytes()).unwrap();
         assert_eq!(again.public(), key.public());
         assert!(IdentityKey::from_secret_bytes(&[0; 32]).is_err());
+        assert!(IdentityKey::from_secret_bytes(&crypto::P256_ORDER).is_err());
+        assert!(IdentityKey::from_secret_bytes(&[0x11; 31]).is_err());
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let fresh = IdentityKey::generate(&mut rng).unwrap();
+        let again = IdentityKey::from_secret_bytes(&fresh.to_secret_bytes()).unwrap();
+        assert_eq!(again.public(), fresh.public());
+        assert!(IdentityPublicKey::from_sec1(&fresh.public().sec1()[..64]).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod api;
 pub mod cbor;
 pub mod checkpoint;
 pub mod commitment;
+mod crypto;
 pub mod encoding;
 pub mod identity;
 pub mod leaf;
