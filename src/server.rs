@@ -333,7 +333,7 @@ fn open_audit_log(
     Ok((auditor, health))
 }
 
-/// A rustls server config (ring provider, TLS 1.2 and 1.3) from PEM files.
+/// A rustls server config (aws-lc-rs provider, TLS 1.2 and 1.3) from PEM files.
 fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServerError> {
     let tls_error = |path: &std::path::Path, reason: String| ServerError::Tls {
         path: path.display().to_string(),
@@ -344,10 +344,12 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServerError> {
         .map_err(|error| tls_error(&files.certificate_chain, error.to_string()))?;
     let key = PrivateKeyDer::from_pem_file(&files.private_key)
         .map_err(|error| tls_error(&files.private_key, error.to_string()))?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
-        .map_err(|error| tls_error(&files.certificate_chain, error.to_string()))
+    rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+    .map_err(|error| tls_error(&files.certificate_chain, error.to_string()))
 }
 
 fn identity_body(identity: &IdentityKey, origin: Option<&str>) -> api::Identity {

@@ -168,13 +168,11 @@ impl Client {
                 .add(certificate.map_err(|error| invalid(error.to_string()))?)
                 .map_err(|error| invalid(error.to_string()))?;
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| invalid(error.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|error| invalid(error.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let connector = awc::Connector::new().rustls_0_23(Arc::new(tls));
         let http = awc::Client::builder()
             .timeout(HTTP_TIMEOUT)

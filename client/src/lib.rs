@@ -51,3 +51,20 @@ pub fn random_seed() -> Result<[u8; 32], ClientError> {
 pub fn block_on<F: Future>(future: F) -> F::Output {
     actix_rt::System::new().block_on(future)
 }
+
+/// rustls's crypto provider for `https://`: aws-lc-rs with feature `aws-lc` (the daemon's
+/// binary, one TLS implementation with its other crypto), else ring (the default).
+#[cfg(feature = "aws-lc")]
+fn tls_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+/// rustls's crypto provider for `https://`: aws-lc-rs with feature `aws-lc` (the daemon's
+/// binary, one TLS implementation with its other crypto), else ring (the default).
+#[cfg(all(feature = "ring", not(feature = "aws-lc")))]
+fn tls_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+#[cfg(not(any(feature = "ring", feature = "aws-lc")))]
+compile_error!("wasm-hypervisor-client needs a TLS provider: feature `ring` (default) or `aws-lc`");

@@ -518,6 +518,50 @@ pub(crate) mod tests {
         signature_and_symmetric_interop::<rustcrypto::RustCrypto, rustcrypto::RustCrypto>();
     }
 
+    /// µs per operation, for comparing backends by hand: `cargo test --release -p
+    /// wasm-hypervisor-protocol --features aws-lc --lib -- --ignored --nocapture timings`.
+    pub(crate) fn print_timings<B: Backend>(name: &str) {
+        fn time(label: &str, name: &str, mut op: impl FnMut(u32)) {
+            let runs = 300;
+            op(0);
+            let start = std::time::Instant::now();
+            for i in 0..runs {
+                op(i);
+            }
+            let micros = start.elapsed().as_secs_f64() * 1e6 / f64::from(runs);
+            println!("{name:>10} {label:<28} {micros:8.1} µs/op");
+        }
+        let (sk_r, pk_r) = B::kem_derive_key_pair(&[1; 32]);
+        let key = B::signing_key_from_scalar(&[0x11; 32]).unwrap();
+        let public = B::signing_key_public(&key);
+        let der = low_s_der(&B::sign_fixed(&key, b"message"));
+        time("keygen (DeriveKeyPair)", name, |i| {
+            std::hint::black_box(B::kem_derive_key_pair(&i.to_be_bytes()));
+        });
+        time("SetupBaseS (keygen + ECDH)", name, |i| {
+            let ikm = [i as u8; 32];
+            std::hint::black_box(B::setup_sender(&pk_r, b"info", &ikm).unwrap());
+        });
+        let (enc, _) = B::setup_sender(&pk_r, b"info", &[9; 32]).unwrap();
+        time("SetupBaseR (ECDH)", name, |_| {
+            std::hint::black_box(B::setup_receiver(&sk_r, &enc, b"info").unwrap());
+        });
+        time("ECDSA sign (low-S DER)", name, |_| {
+            std::hint::black_box(low_s_der(&B::sign_fixed(&key, b"message")));
+        });
+        time("ECDSA verify", name, |_| {
+            assert!(B::verify_der(&public, b"message", &der));
+        });
+    }
+
+    #[test]
+    #[ignore = "timings, not a check: run by hand in release"]
+    fn timings() {
+        print_timings::<rustcrypto::RustCrypto>("RustCrypto");
+        #[cfg(feature = "aws-lc")]
+        print_timings::<awslc::AwsLc>("aws-lc");
+    }
+
     #[cfg(feature = "aws-lc")]
     mod awslc_backend {
         use super::super::awslc::AwsLc;
