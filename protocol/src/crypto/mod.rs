@@ -590,6 +590,13 @@ pub(crate) mod tests {
             assert_ne!(a, b, "hedged nonces: two signatures of one message differ");
         }
 
+        /// With `fips`, aws-lc-rs runs on the FIPS module (scripts/check-fips).
+        #[cfg(feature = "fips")]
+        #[test]
+        fn the_fips_module_is_in_use() {
+            aws_lc_rs::try_fips_mode().expect("aws-lc-rs built on the FIPS module");
+        }
+
         #[test]
         fn hpke_interoperates_both_ways() {
             hpke_interop::<RustCrypto, AwsLc>();
