@@ -1,7 +1,7 @@
 //! wasm-hypervisor's daemon and its command line: the HTTP layer, configuration, and the CLI
-//! (`serve`, and `run` and `audit` on the client crate). Wasm execution lives in the `actors`
-//! crate, the wire format and the client's checks in the `protocol` crate, the client in the
-//! `client` crate (re-exported here as [`client`]).
+//! (`serve`, and `run`, `audit` and `bench` on the client crate). Wasm execution lives in the
+//! `actors` crate, the wire format and the client's checks in the `protocol` crate, the client
+//! in the `client` crate (re-exported here as [`client`]).
 
 #![forbid(unsafe_code)]
 

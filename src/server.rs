@@ -243,12 +243,12 @@ pub fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
     let state = web::Data::new(AppState {
         supervisor,
         auditor,
-        metrics,
         readiness,
         identity: identity_body.clone(),
         max_request_bytes: config.supervisor.max_request_bytes,
         result_reads: http::ReadBudget::new(config.max_result_read_bytes),
-        bodies: Bodies::new(config.bodies, config.address_share),
+        bodies: Bodies::new(config.bodies, config.address_share, Arc::clone(&metrics)),
+        metrics,
         rate,
     });
     let tls = config.tls.as_ref().map(tls_config).transpose()?;

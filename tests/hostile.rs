@@ -232,6 +232,18 @@ fn run_hello(from: IpAddr, to: SocketAddr, session: &Opened) -> Response {
         .expect("execute is answered")
 }
 
+/// The daemon's count of refusals of `what`, from its admin listener.
+fn refusals(daemon: &process::Daemon, what: &str) -> u64 {
+    let admin = daemon.admin_addr.expect("an admin listener");
+    let mut conn = Conn::open(FLOOD, admin).expect("connects");
+    let metrics = conn.request("GET", "/metrics", &[], b"").expect("answered");
+    let series = format!("wasm_hypervisor_admissions_refused_total{{what=\"{what}\"}} ");
+    String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn assert_served(response: &Response) {
     assert_eq!(
         response.status,
@@ -335,6 +347,11 @@ fn stalled_uploads_get_408_and_hold_no_more_than_their_address_share() {
         "{} timed out, {refused} refused",
         timed_out.len()
     );
+    assert_eq!(
+        refusals(&daemon, "body_bytes"),
+        refused,
+        "counted for the operator"
+    );
     let peak = peak_rss.load(Ordering::Relaxed);
     assert!(
         peak < 400 << 20,
@@ -386,6 +403,10 @@ fn a_connection_flood_from_one_address_leaves_another_served() {
     let session = open_session(OTHER, to);
     let response = run_hello(OTHER, to, &session);
     assert_served(&response);
+    assert!(
+        refusals(&daemon, "connections") > 0,
+        "counted for the operator"
+    );
     drop(flood);
 }
 

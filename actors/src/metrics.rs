@@ -126,8 +126,9 @@ impl Metrics {
             .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
-    /// `what` is `sessions` or `executions`.
-    pub(crate) fn refused(&self, what: &'static str) {
+    /// Counts a refusal: `what` is `sessions` or `executions` (the supervisor's), or
+    /// `connections`, `body_bytes` or `rate` (the listeners').
+    pub fn refused(&self, what: &'static str) {
         self.refused.get_or_create(&RefusedLabel { what }).inc();
     }
 

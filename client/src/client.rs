@@ -1,6 +1,7 @@
 //! The HTTP transport of `docs/PROTOCOL.md`: asks the daemon, hands every answer to the
 //! protocol crate's [`Verifier`] and [`CheckpointTracker`], and returns only what passed them.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -159,21 +160,32 @@ impl Client {
     /// A client that trusts only the PEM certificates in `ca_file` for `https://`: the daemon's
     /// own certificate or the CA that issued it.
     pub fn with_ca(base_url: &str, ca_file: &Path) -> Result<Self, ClientError> {
-        let invalid = |reason: String| ClientError::Tls(format!("{}: {reason}", ca_file.display()));
-        let mut roots = rustls::RootCertStore::empty();
-        for certificate in
-            CertificateDer::pem_file_iter(ca_file).map_err(|error| invalid(error.to_string()))?
-        {
-            roots
-                .add(certificate.map_err(|error| invalid(error.to_string()))?)
-                .map_err(|error| invalid(error.to_string()))?;
+        Self::with_connector(base_url, Some(ca_file), None)
+    }
+
+    /// A client whose connections leave from `local_address` (say `127.0.0.2`, so that a load
+    /// generator on one host looks like many clients to the daemon's per-address shares), and
+    /// that trusts only `ca_file` for `https://` when one is given.
+    pub fn with_local_address(
+        base_url: &str,
+        local_address: IpAddr,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, ClientError> {
+        Self::with_connector(base_url, ca_file, Some(local_address))
+    }
+
+    fn with_connector(
+        base_url: &str,
+        ca_file: Option<&Path>,
+        local_address: Option<IpAddr>,
+    ) -> Result<Self, ClientError> {
+        let mut connector = awc::Connector::new();
+        if let Some(ca_file) = ca_file {
+            connector = connector.rustls_0_23(tls_config(ca_file)?);
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| invalid(error.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = awc::Connector::new().rustls_0_23(Arc::new(tls));
+        if let Some(local_address) = local_address {
+            connector = connector.local_address(local_address);
+        }
         let http = awc::Client::builder()
             .timeout(HTTP_TIMEOUT)
             .connector(connector)
@@ -209,6 +221,20 @@ impl Client {
     ) -> Result<Execution, ClientError> {
         let sealed = self.seal(pinned, payload, trusted).await?;
         self.submit(pinned, sealed, trusted).await
+    }
+
+    /// [`Self::execute`] without consistency: every check of §3 and §5 (the announcement, the
+    /// sealed result, the commitments and their openings, both seeds, the result leaf, its
+    /// inclusion in [`Execution::checkpoint`] and that checkpoint's signature), but no proof
+    /// that the checkpoint extends one trusted before. For a caller that proves consistency once
+    /// for many executions, feeding their checkpoints to one [`CheckpointTracker`] with
+    /// [`Self::advance`] (as `wasm-hypervisor bench` does).
+    pub async fn execute_unchained(
+        &self,
+        pinned: &PinnedIdentity,
+        payload: &RequestPayload,
+    ) -> Result<Execution, ClientError> {
+        self.execute(pinned, payload, None).await
     }
 
     /// Opens a session, checks its announcement (§3) and, given `trusted`, that the log still
@@ -456,6 +482,25 @@ impl Client {
             .map_err(|error| transport(error.to_string()))?;
         Ok((response.status(), body))
     }
+}
+
+/// A TLS configuration that trusts only the PEM certificates in `ca_file`.
+fn tls_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    let invalid = |reason: String| ClientError::Tls(format!("{}: {reason}", ca_file.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in
+        CertificateDer::pem_file_iter(ca_file).map_err(|error| invalid(error.to_string()))?
+    {
+        roots
+            .add(certificate.map_err(|error| invalid(error.to_string()))?)
+            .map_err(|error| invalid(error.to_string()))?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| invalid(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(tls))
 }
 
 /// Decodes a success body, or turns anything else into an error.

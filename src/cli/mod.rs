@@ -1,7 +1,8 @@
-//! The `wasm-hypervisor` command line: `serve` runs the daemon, `run` is its client, and
-//! `audit` checks its log.
+//! The `wasm-hypervisor` command line: `serve` runs the daemon, `run` is its client, `audit`
+//! checks its log, and `bench` loads it with verified sessions.
 
 mod audit;
+mod bench;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,12 @@ enum Command {
     ///
     /// Exits 0 when everything verifies and 1 on any failure.
     Audit(audit::AuditArgs),
+    /// Load the daemon: many concurrent clients run a program session after session, each
+    /// session verified as `run` verifies it, the log proven consistent as it grows.
+    ///
+    /// Prints sessions/s, latency percentiles and errors by kind (`--json` for machines). Exits
+    /// 1 if an answer failed verification, the log was inconsistent, or no session verified.
+    Bench(bench::BenchArgs),
 }
 
 /// Where the client keeps what it trusts: pinned identities and the last checkpoint of each.
@@ -132,7 +139,7 @@ pub fn main() -> ExitCode {
     };
     let log_filter = match &cli.command {
         Command::Serve(args) => args.log_level.as_str(),
-        Command::Run(_) | Command::Audit(_) => "warn",
+        Command::Run(_) | Command::Audit(_) | Command::Bench(_) => "warn",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(log_filter))
         .format_timestamp_millis()
@@ -142,6 +149,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(args).await,
             Command::Audit(args) => audit::audit(args).await,
+            Command::Bench(args) => bench::bench(args).await,
         }
     });
     result.unwrap_or_else(|error| {

@@ -129,7 +129,7 @@ fn write_ignoring_closed_pipe(out: &mut impl std::io::Write, bytes: &[u8]) -> st
     }
 }
 
-fn read_program(path: &Path) -> CliResult<Vec<u8>> {
+pub(super) fn read_program(path: &Path) -> CliResult<Vec<u8>> {
     let bytes =
         fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
     if path.extension().is_some_and(|extension| extension == "wat") {

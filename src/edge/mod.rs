@@ -21,6 +21,7 @@ use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
 use actix_web::web;
 use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
 use wasm_hypervisor_actors::Error;
+use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::shares::{ClientAddress, Share};
 
 use crate::http::{self, AppState};
@@ -109,6 +110,7 @@ pub(crate) fn serve(
     let public = listener.local_addr()?;
     let gate = Gate {
         connections,
+        metrics: Arc::clone(&state.metrics),
         write_timeout: limits.write_timeout,
         answers_in_plain_text: tls.is_none(),
     };
@@ -238,6 +240,7 @@ where
 #[derive(Clone)]
 struct Gate {
     connections: Arc<Share>,
+    metrics: Arc<Metrics>,
     write_timeout: Duration,
     /// Whether a refusal can be told in HTTP; on HTTPS it cannot before a handshake, which
     /// a refusal that costs nothing does not make.
@@ -308,6 +311,7 @@ where
                 self.gate.write_timeout,
             ))),
             Err(refusal) => {
+                self.gate.metrics.refused("connections");
                 if self.gate.answers_in_plain_text {
                     // Only what has arrived and what the socket takes at once: a refusal waits
                     // for nobody. Reading first lets the close be a FIN, not a reset that

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 use futures_util::StreamExt as _;
 use wasm_hypervisor_actors::Error;
+use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::shares::{AddressShare, ClientAddress, Held, Refusal, Share};
 
 /// What the refusals of this module name.
@@ -55,14 +56,21 @@ impl BodyLimits {
 pub(crate) struct Bodies {
     in_flight: Arc<Share>,
     limits: BodyLimits,
+    metrics: Arc<Metrics>,
 }
 
 impl Bodies {
-    pub(crate) fn new(limits: BodyLimits, share: AddressShare) -> Self {
+    pub(crate) fn new(limits: BodyLimits, share: AddressShare, metrics: Arc<Metrics>) -> Self {
         Self {
             in_flight: Share::new(limits.max_in_flight, share),
             limits,
+            metrics,
         }
+    }
+
+    fn refused(&self, refusal: Refusal) -> Error {
+        self.metrics.refused("body_bytes");
+        Error::refused(refusal, RESOURCE)
     }
 
     /// §4's first check for a body, before anything else is asked of the request: the
@@ -78,21 +86,23 @@ impl Bodies {
         let declared = declared.filter(|&length| length <= max_bytes as u64);
         let place = self.in_flight.take(client, declared.unwrap_or(0));
         if let Err(Refusal::AddressShare) = place {
-            return Err(Error::refused(Refusal::AddressShare, RESOURCE));
+            return Err(self.refused(Refusal::AddressShare));
         }
         Ok(BodyPlace {
-            place,
+            place: place.map_err(|refusal| self.refused(refusal)),
             limits: self.limits,
             max_bytes,
+            metrics: Arc::clone(&self.metrics),
         })
     }
 }
 
 /// A body's room among the bytes being received, before it is read.
 pub(crate) struct BodyPlace {
-    place: Result<Held, Refusal>,
+    place: Result<Held, Error>,
     limits: BodyLimits,
     max_bytes: usize,
+    metrics: Arc<Metrics>,
 }
 
 /// A received body and its place among the bytes being received, which its handler gives
@@ -111,8 +121,9 @@ impl BodyPlace {
             place,
             limits,
             max_bytes,
+            metrics,
         } = self;
-        let mut place = place.map_err(|refusal| Error::refused(refusal, RESOURCE))?;
+        let mut place = place?;
         let mut bytes = Vec::with_capacity(usize::try_from(place.amount()).unwrap_or(0));
         let started = Instant::now();
         let mut last_read = started;
@@ -135,9 +146,10 @@ impl BodyPlace {
             if length > bytes.capacity() {
                 // Undeclared length: the room is taken before the memory is.
                 let capacity = length.max(bytes.capacity() * 2).min(max_bytes);
-                place
-                    .grow_to(capacity as u64)
-                    .map_err(|refusal| Error::refused(refusal, RESOURCE))?;
+                place.grow_to(capacity as u64).map_err(|refusal| {
+                    metrics.refused("body_bytes");
+                    Error::refused(refusal, RESOURCE)
+                })?;
                 bytes.reserve_exact(capacity - bytes.len());
             }
             bytes.extend_from_slice(&chunk);

@@ -139,12 +139,12 @@ async fn limit_rate(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let is_probe = matches!(request.path(), "/healthz" | "/readyz");
-    let rate = request
-        .app_data::<web::Data<AppState>>()
-        .and_then(|state| state.rate.clone());
-    if let Some(rate) = rate.filter(|_| !is_probe)
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    if let Some(state) = state.filter(|_| !is_probe)
+        && let Some(rate) = &state.rate
         && let Err(refused) = rate.check(client_address(request.request()))
     {
+        state.metrics.refused("rate");
         return Ok(request.into_response(ApiError(refused).error_response()));
     }
     next.call(request).await

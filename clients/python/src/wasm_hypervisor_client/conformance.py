@@ -13,7 +13,6 @@ Prints one line per check and exits 1 with "FAIL: ..." on the first failure.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import os
@@ -26,13 +25,9 @@ import urllib.request
 import uuid
 
 import cbor2
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
@@ -96,54 +91,33 @@ def u64(n: int) -> bytes:
     return n.to_bytes(8, "big")
 
 
-def b64d(s, what: str) -> bytes:
-    """Strict RFC 4648 §4 base64: padding required, no stray characters, zero pad bits."""
-    if not isinstance(s, str):
-        raise Failure(f"{what}: not a base64 string: {s!r}")
-    try:
-        raw = base64.b64decode(s, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise Failure(f"{what}: invalid base64 {s!r}: {e}") from None
-    if base64.b64encode(raw).decode("ascii") != s:
-        raise Failure(f"{what}: non-canonical base64 (missing padding or non-zero pad bits): {s!r}")
-    return raw
+def _failing(helper):
+    """The library's strict decoder, its refusals reported as this suite's failures."""
+
+    def strict(*args):
+        try:
+            return helper(*args)
+        except protocol.VerificationError as e:
+            raise Failure(str(e)) from None
+
+    return strict
 
 
-def hexd(s, what: str, n: int | None = None) -> bytes:
-    if not isinstance(s, str) or not re.fullmatch(r"(?:[0-9a-f]{2})*", s):
-        raise Failure(f"{what}: not lowercase hex: {s!r}")
-    raw = bytes.fromhex(s)
-    if n is not None and len(raw) != n:
-        raise Failure(f"{what}: {len(raw)} bytes, want {n}")
-    return raw
-
+b64d = _failing(protocol.b64d)
+hexd = _failing(protocol.hexd)
+load_sec1_point = _failing(protocol.load_sec1_point)
+strict_cbor = _failing(protocol.strict_cbor)
 
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def verify_ecdsa(pub: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes, what: str) -> None:
     """ECDSA-P256-SHA256 over msg with a strict-DER signature (§1); reports low-S separately."""
-    try:
-        r, s = decode_dss_signature(sig)
-    except ValueError as e:
-        raise Failure(f"{what}: signature is not DER: {e}") from None
-    check(encode_dss_signature(r, s) == sig, f"{what}: signature is strict DER")
-    try:
-        pub.verify(sig, msg, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise Failure(f"{what}: ECDSA signature does not verify") from None
-    ok(f"{what}: ECDSA P-256/SHA-256 signature verifies")
+    _failing(protocol.verify_ecdsa)(pub, sig, msg, what)
+    ok(f"{what}: strict-DER ECDSA P-256/SHA-256 signature verifies")
     # Signers emit low-S (§1); verifiers accept either. Checked as daemon conformance.
+    _, s = decode_dss_signature(sig)
     check(1 <= s <= P256_N // 2, f"{what}: signer emitted low-S (daemon conformance)")
-
-
-def load_sec1_point(raw: bytes, what: str) -> ec.EllipticCurvePublicKey:
-    if len(raw) != 65 or raw[0] != 0x04:
-        raise Failure(f"{what}: not a 65-byte uncompressed SEC1 point ({len(raw)} bytes)")
-    try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
-    except ValueError as e:
-        raise Failure(f"{what}: not a valid P-256 point: {e}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -679,13 +653,6 @@ def execute(http: Http, s: Session, enc_request: bytes, ticket_hex: str | None =
     if t != "":
         headers["Session-Ticket"] = t
     return http.request("POST", f"/sessions/{s.id}/execute", enc_request, headers)
-
-
-def strict_cbor(raw: bytes, what: str):
-    try:
-        return cbor2.loads(raw, allow_indefinite=False, allow_duplicate_keys=False, max_depth=16)
-    except Exception as e:  # noqa: BLE001 - any decoder error is a failure
-        raise Failure(f"{what}: not valid CBOR: {e}") from None
 
 
 OUTPUT_KEYS = {"status", "exit_code", "stdout", "stderr", "error", "limits", "fuel_consumed", "duration_us",
