@@ -19,7 +19,7 @@ use wasm_hypervisor_actors::executor::Lanes;
 use wasm_hypervisor_actors::metrics::Metrics;
 use wasm_hypervisor_actors::shares::Share;
 use wasm_hypervisor_actors::supervisor::{Draining, Outstanding, Supervisor};
-use wasm_hypervisor_protocol::api::{self, SUITE};
+use wasm_hypervisor_protocol::api;
 use wasm_hypervisor_protocol::identity::IdentityKey;
 
 use rustls::pki_types::pem::PemObject as _;
@@ -355,12 +355,5 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServerError> {
 fn identity_body(identity: &IdentityKey, origin: Option<&str>) -> api::Identity {
     let public = identity.public();
     let origin = origin.map_or_else(|| public.default_origin(), str::to_owned);
-    api::Identity {
-        note_verifier_key: public.note_verifier_key(&origin),
-        origin,
-        public_key: public.sec1().to_vec(),
-        spki: public.spki_der(),
-        fingerprint: public.fingerprint(),
-        suite: SUITE,
-    }
+    api::Identity::of(&public, origin)
 }

@@ -25,6 +25,20 @@ pub struct Identity {
     pub suite: Suite,
 }
 
+impl Identity {
+    /// What `GET /identity` publishes for `public` under `origin`.
+    pub fn of(public: &crate::identity::IdentityPublicKey, origin: String) -> Self {
+        Self {
+            note_verifier_key: public.note_verifier_key(&origin),
+            origin,
+            public_key: public.sec1().to_vec(),
+            spki: public.spki_der(),
+            fingerprint: public.fingerprint(),
+            suite: SUITE,
+        }
+    }
+}
+
 /// HPKE algorithm ids (RFC 9180), as `GET /identity` publishes them.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Suite {

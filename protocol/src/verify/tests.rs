@@ -28,15 +28,7 @@ fn pinned() -> PinnedIdentity {
 
 fn published(key: &IdentityKey) -> api::Identity {
     let public = key.public();
-    let origin = public.default_origin();
-    api::Identity {
-        note_verifier_key: public.note_verifier_key(&origin),
-        origin,
-        public_key: public.sec1().to_vec(),
-        spki: public.spki_der(),
-        fingerprint: public.fingerprint(),
-        suite: SUITE,
-    }
+    api::Identity::of(&public, public.default_origin())
 }
 
 /// The daemon's side of one session.

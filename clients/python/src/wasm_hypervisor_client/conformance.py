@@ -21,7 +21,6 @@ import sys
 import time
 import tempfile
 import urllib.error
-import urllib.request
 import uuid
 
 import cbor2
@@ -35,6 +34,7 @@ from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 
 from . import cli, protocol
 from .client import Client
+from .client import Http as LibraryHttp
 from .protocol import H2, H3, leaf_hash, labeled, mth, node_hash, verify_consistency, verify_inclusion
 from .trust import TrustStore
 
@@ -124,8 +124,6 @@ def verify_ecdsa(pub: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes, what: s
 # HTTP
 # --------------------------------------------------------------------------------------------
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
 
 class Response:
     def __init__(self, status: int, headers, body: bytes):
@@ -146,23 +144,15 @@ class Response:
             raise Failure(f"{what}: body is not JSON: {e}: {self.body[:200]!r}") from None
 
 
-class Http:
+class Http(LibraryHttp):
+    """The library's transport, its answers as this suite's responses (failures, not refusals)."""
+
     def __init__(self, base: str):
-        self.base = base.rstrip("/")
+        super().__init__(base, timeout=30)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers=None) -> Response:
-        req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
-        try:
-            with _OPENER.open(req, timeout=30) as r:
-                return Response(r.status, r.headers, r.read())
-        except urllib.error.HTTPError as e:
-            return Response(e.code, e.headers, e.read())
-
-    def get(self, path: str) -> Response:
-        return self.request("GET", path)
-
-    def post_json(self, path: str, obj) -> Response:
-        return self.request("POST", path, json.dumps(obj).encode(), {"Content-Type": "application/json"})
+        answer = super().request(method, path, body, headers)
+        return Response(answer.status, answer.headers, answer.body)
 
 
 def expect_status(r: Response, status: int, what: str) -> None:
