@@ -34,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,8 +48,12 @@ from wasm_hypervisor_client.conformance import HELLO_TEXT, SIG_VOID, hello_modul
 from wasm_hypervisor_client.protocol import Checkpoint, Identity
 
 LOAD_SESSIONS = 150
+STREAM = 40  # short sessions per stream while a replica is killed
 THREADS = 6
-LONG_MS = 4000  # a long session: an endless loop stopped by its time limit
+# A long session: an endless loop, stopped by its time limit (or, on a fast machine, by the
+# most fuel a request may have).
+LONG = {"timeout_ms": 4000, "fuel": 10_000_000_000}
+LONG_ENDS = ("timeout", "out_of_fuel")
 SEALED_CT = "application/vnd.wasm-hypervisor.sealed-request"
 STARTED = time.monotonic()
 
@@ -109,7 +112,7 @@ class Replica:
 
 def identity_of_verifier_key(vkey: str) -> Identity:
     """A note verifier key of §2 (`origin+keyid+base64(0x02 ‖ SPKI DER)`) as an identity."""
-    origin, key_id, encoded = vkey.split("+")
+    origin, key_id, encoded = vkey.split("+", 2)
     raw = base64.b64decode(encoded, validate=True)
     check(raw[:1] == b"\x02", f"verifier key {vkey}: not signature type 0x02")
     sec1 = load_der_public_key(raw[1:]).public_bytes(serialization.Encoding.X962,
@@ -337,21 +340,27 @@ def phase_drain(service: Service, cluster: Cluster) -> None:
     others = [(r, s) for r, s in announced if r is not target]
     (_, running), (_, pending) = mine[0], mine[-1]
     with ThreadPoolExecutor(4) as pool:
-        long_run = pool.submit(service.execute, target, running, LOOP, {"timeout_ms": LONG_MS})
+        long_run = pool.submit(service.execute, target, running, LOOP, LONG)
         wait_for("the long session to run", lambda: result_state(target, running.id) == 202)
         old = cluster.pid("r1")
         os.kill(old, signal.SIGTERM)
         wait_for(f"replica {target.n} to report not ready", lambda: readyz_status(target) == 503)
         # Once the proxy's checks see it (two failed checks a second apart), every new
         # session is announced by another replica.
-        streak: list = []
+        meanwhile: list = []
+        streak = [0]
 
         def ready_streak():
-            replica, session = service.announce(retries=10)
-            streak.append((replica, session))
-            return all(r is not target for r, _ in streak[-6:]) and len(streak) >= 6
-        wait_for("six announcements in a row by the other replicas", ready_streak, timeout=30,
-                 step=0)
+            try:
+                meanwhile.append(service.announce(retries=0))
+                streak[0] += 1
+            except ServerError as error:
+                check(error.status == 503, f"POST /sessions while draining: {error}")
+                streak[0] = 0
+            return streak[0] >= 6
+        wait_for("six announcements in a row, none refused", ready_streak, timeout=30, step=0.05)
+        check(all(replica is not target for replica, _ in meanwhile),
+              "a draining replica announced a session")
         fresh = [service.announce(retries=0) for _ in range(12)]
         check(all(replica is not target for replica, _ in fresh),
               f"a draining replica announced a session: {[r.n for r, _ in fresh]}")
@@ -361,13 +370,21 @@ def phase_drain(service: Service, cluster: Cluster) -> None:
         _, result, _ = service.execute(target, pending, HELLO)
         check(result.output.get("status") == "ok", "the pending session did not run while draining")
         _, result, _ = long_run.result(timeout=120)
-        check(result.output.get("status") == "timeout",
-              f"the running session ended {result.output.get('status')}, not at its time limit")
-        leftovers = others + [(r, s) for r, s in streak + fresh if r is not target]
+        check(result.output.get("status") in LONG_ENDS,
+              f"the running session ended {result.output.get('status')}, not at its limit")
+        leftovers = others + meanwhile + fresh
         list(pool.map(lambda rs: service.execute(rs[0], rs[1], HELLO), leftovers))
     # Nothing of it is open any more: it stops, and cluster-up starts it again.
     restarted(cluster, "r1", old, target.url)
     wait_for(f"replica {target.n} to be ready again", lambda: readyz_status(target) == 200)
+
+    # Until the proxy's checks see it ready, new sessions go to the other two.
+    def announced_by_target():
+        replica, session = service.announce(retries=5)
+        service.execute(replica, session, HELLO)
+        return replica is target
+    wait_for(f"the proxy to send a new session to replica {target.n}", announced_by_target,
+             timeout=30, step=0.2)
     say(f"drain: replica {target.n} ran its 2 sessions after SIGTERM, announced none of "
         f"{len(fresh)} new ones, stopped, and is back")
 
@@ -381,9 +398,12 @@ def phase_kill(service: Service, cluster: Cluster) -> None:
     stream_runs: Counter = Counter()
 
     def stream():
-        # Short sessions all along; an announcement must never fail, a call fail only at the
-        # victim's prefix.
-        while not stop_stream.is_set():
+        # Short sessions all along (at most STREAM each); an announcement must never fail, a
+        # call fail only at the victim's prefix.
+        for _ in range(STREAM):
+            if stop_stream.is_set():
+                break
+            time.sleep(0.05)
             replica, session = service.announce(retries=0)
             try:
                 service.execute(replica, session, HELLO)
@@ -394,7 +414,7 @@ def phase_kill(service: Service, cluster: Cluster) -> None:
     def long(replica_session):
         replica, session = replica_session
         try:
-            return service.execute(replica, session, LOOP, {"timeout_ms": LONG_MS})
+            return service.execute(replica, session, LOOP, LONG)
         except (ServerError, OSError) as error:
             return error
 
@@ -418,7 +438,8 @@ def phase_kill(service: Service, cluster: Cluster) -> None:
         else:
             check(not isinstance(outcome, Exception),
                   f"session {session.id} at replica {replica.n} failed: {outcome!r}")
-            check(outcome[1].output.get("status") == "timeout", "a long session did not time out")
+            check(outcome[1].output.get("status") in LONG_ENDS,
+                  f"a long session ended {outcome[1].output.get('status')}, not at its limit")
     check(all(n == victim.n for n, _ in stream_failures),
           f"calls failed at replicas other than the killed one: {stream_failures}")
     failed = [(r, s) for (r, s), o in zip(announced, outcomes) if isinstance(o, Exception)]
