@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -257,6 +258,18 @@ def restarted(cluster: Cluster, name: str, old_pid: int, health_url: str) -> Non
 # ------------------------------------------------------------------------------------------
 # The phases
 # ------------------------------------------------------------------------------------------
+
+
+def phase_proxy_answers(service: Service) -> None:
+    """What the proxy answers itself: its probes, and no session call without a prefix."""
+    check(service.lb.get("/healthz").status == 200, "the proxy's GET /healthz is not 200")
+    check(service.lb.get("/readyz").status == 200, "the proxy's GET /readyz is not 200")
+    stray = service.lb.request("POST", f"/sessions/{uuid.uuid4()}/execute", b"x" * 100,
+                               {"Content-Type": SEALED_CT, "Session-Ticket": "00" * 32})
+    check(stray.status == 404 and stray.json("stray execute")["error"]["code"] == "not_found",
+          f"an execute call without a replica's prefix answered {stray.status}")
+    check(service.lb.get("/r/9/identity").status == 404, "an unknown prefix did not answer 404")
+    say("proxy: its own /healthz and /readyz; 404 for calls outside /r/{n}/ and unknown prefixes")
 
 
 def phase_load(service: Service) -> list:
@@ -490,6 +503,7 @@ def main() -> int:
                   f"replica {replica.n}'s GET /identity is not its policy key")
         service = Service(cluster.url, replicas)
         say("policy: 3 replicas, each key its replica's GET /identity")
+        phase_proxy_answers(service)
         runs = phase_load(service)
         phase_proxy_restart(service, cluster, runs)
         phase_drain(service, cluster)
