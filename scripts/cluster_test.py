@@ -13,10 +13,11 @@ checkpoint it saw. It asserts, in this order:
   drain      a replica sent SIGTERM finishes the sessions it announced (one running, one
              executed only after the signal) while new sessions go to the others; it stops
              and is started again
-  kill       SIGKILL of a replica mid-run fails only calls to that replica (a stream of short
-             sessions and long ones on every replica run meanwhile, and new announcements keep
-             succeeding); once it is back, its sessions that were running answer 500 aborted
-             with their request_commitment, and its log holds their aborted result leaves
+  kill       SIGKILL of a replica mid-run fails only calls in flight at that replica (a
+             stream of short sessions, and long ones on every replica, run meanwhile; an
+             announcement fails only with 502, in flight at the dying replica); once it is
+             back, its sessions that were running answer 500 aborted with their
+             request_commitment, and its log holds their aborted result leaves
   logs       every replica's log is consistent with every checkpoint seen during the run
   stop       SIGTERM to cluster-up stops it and every process it started
 
@@ -411,13 +412,20 @@ def phase_kill(service: Service, cluster: Cluster) -> None:
     stream_runs: Counter = Counter()
 
     def stream():
-        # Short sessions all along (at most STREAM each); an announcement must never fail, a
-        # call fail only at the victim's prefix.
+        # Short sessions all along (at most STREAM each). A call may fail only at the victim's
+        # prefix; an announcement only with 502, the proxy's answer when the replica it sent
+        # it to dropped the connection: one in flight at the victim as it died (a dead one is
+        # never sent anything: the connection is refused, and `ready` redispatches).
         for _ in range(STREAM):
             if stop_stream.is_set():
                 break
             time.sleep(0.05)
-            replica, session = service.announce(retries=0)
+            try:
+                replica, session = service.announce(retries=0)
+            except ServerError as error:
+                check(error.status == 502, f"an announcement failed while a replica died: {error}")
+                stream_failures.append((victim.n, repr(error)))
+                continue
             try:
                 service.execute(replica, session, HELLO)
                 stream_runs[replica.n] += 1
