@@ -853,7 +853,7 @@ mod tests {
         )
         .unwrap();
         let metrics = Arc::new(Metrics::default());
-        let auditor = Auditor::start_with(log, Arc::clone(&metrics));
+        let auditor = Auditor::start_with(log, Arc::clone(&metrics), &Arbiter::current());
         let lanes = Lanes::start(
             (1, 1),
             MemoryBudget::new(BudgetConfig::default()),
