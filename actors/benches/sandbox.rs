@@ -99,7 +99,6 @@ fn whole_session() {
                 issued_at: 0,
                 server_seed: Zeroizing::new([1; 32]),
                 enc_request,
-                request_commitment: [2; 32],
             };
             let started = Instant::now();
             let finished = session::run(job, &policy, &config);

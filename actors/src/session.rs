@@ -84,8 +84,6 @@ pub struct Job {
     pub server_seed: Zeroizing<[u8; 32]>,
     /// The sealed request exactly as received.
     pub enc_request: Vec<u8>,
-    /// Already logged in the request leaf; repeated in the result leaf.
-    pub request_commitment: Digest,
 }
 
 /// What the daemon may publish about a sealed result: the response body's head (with the
@@ -148,8 +146,23 @@ pub(crate) struct Sealing {
     limits: Limits,
 }
 
-/// Opens one session's request and prepares its run: the crypto lane's first job.
-pub(crate) fn open(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> Opened {
+/// Commits to one session's request, opens it and prepares its run: the crypto lane's
+/// job. The commitment goes into the request leaf, which must be durable before the run starts.
+pub(crate) fn open(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> (Digest, Opened) {
+    let request_commitment =
+        commitment::request_commitment(&job.announcement_hash, &job.enc_request);
+    (
+        request_commitment,
+        open_committed(job, request_commitment, policy, config),
+    )
+}
+
+fn open_committed(
+    job: Job,
+    request_commitment: Digest,
+    policy: &LimitsPolicy,
+    config: &SandboxConfig,
+) -> Opened {
     let Job {
         session_id,
         keys,
@@ -157,7 +170,6 @@ pub(crate) fn open(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> O
         issued_at,
         server_seed,
         enc_request,
-        request_commitment,
     } = job;
     let opened = keys.open_request(&announcement_hash, &enc_request);
     // The private key has done its one job; dropping it zeroizes it.
@@ -242,7 +254,7 @@ fn reservation_bytes(payload: &RequestPayload, limits: &Limits, config: &Sandbox
         .saturating_add(inputs as u64)
 }
 
-/// Builds the output map of a run that ended, and seals it: the crypto lane's second job.
+/// Builds the output map of a run that ended, and seals it: the job of the slice that ended it.
 pub(crate) fn finish_run(sealing: Sealing, report: RunReport) -> Finished {
     let output_map = OutputMap {
         status: report.status,
@@ -304,7 +316,7 @@ fn try_seal(sealing: Sealing, output_map: &OutputMap) -> Result<Sealed, &'static
 /// Opens, runs and seals one session on this thread: for benchmarks and tests. The daemon
 /// spreads the same steps over its lanes.
 pub fn run(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> Finished {
-    match open(job, policy, config) {
+    match open(job, policy, config).1 {
         Opened::UnsealFailed => Finished::UnsealFailed,
         Opened::Internal(reason) => Finished::Internal(reason),
         Opened::BadPayload {
