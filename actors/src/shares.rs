@@ -319,7 +319,9 @@ mod tests {
         let (proxy, relayed) = (client("127.0.0.10"), client("192.0.2.1"));
         let mut pending: Vec<_> = (0..3).map(|_| share.take_unassigned(1).unwrap()).collect();
         assert_eq!(share.in_use(), 3);
-        let _own = share.take(proxy, 1).expect("no share is charged for the pending ones");
+        let _own = share
+            .take(proxy, 1)
+            .expect("no share is charged for the pending ones");
         assert_eq!(share.take_unassigned(1).unwrap_err(), Refusal::Exhausted);
         pending[0].assign_to(relayed).unwrap();
         assert_eq!(
