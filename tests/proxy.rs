@@ -4,11 +4,18 @@
 //! counts; a trusted peer that sends no header gets no HTTP, and any other peer's header is
 //! only bad HTTP. Raw sockets, so a test controls every byte and the address it comes from.
 
+mod common;
 mod process;
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use wasm_hypervisor::config::TlsFiles;
 
 const PROXY: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10));
 const UNTRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -286,4 +293,73 @@ fn an_untrusted_peers_proxy_header_is_not_read() {
         "its own address's share refused it"
     );
     assert_eq!(refusals(&daemon, "proxy_header"), 0);
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// `GET /healthz` over TLS on `conn`, after `prefix` in plain: the status.
+fn healthz_over_tls(conn: Conn, prefix: &[u8]) -> io::Result<u16> {
+    let mut stream = conn.stream;
+    stream.write_all(prefix)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixture("ca.crt")).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(client, stream);
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: daemon\r\nconnection: close\r\n\r\n")?;
+    let mut answer = Vec::new();
+    // The daemon may close without TLS's close_notify once it has answered.
+    if let Err(error) = tls.read_to_end(&mut answer)
+        && answer.is_empty()
+    {
+        return Err(error);
+    }
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| io::Error::other("not an HTTP response"))
+}
+
+/// On HTTPS the proxy's header comes before the TLS handshake (HAProxy in TCP mode), which
+/// must then see every byte after it. In process: the daemon process helper reads HTTP only.
+#[actix_rt::test]
+async fn over_https_the_proxy_header_precedes_the_handshake() {
+    let daemon = common::start(|config| {
+        config.tls = Some(TlsFiles {
+            certificate_chain: fixture("localhost.crt"),
+            private_key: fixture("localhost.key"),
+        });
+        config.connections.trusted_proxies = "127.0.0.10".parse().unwrap();
+    });
+    let to = daemon.addr;
+    let statuses = actix_rt::task::spawn_blocking(move || {
+        [
+            healthz_over_tls(Conn::open(PROXY, to), &relayed_for(CLIENT_A)),
+            healthz_over_tls(Conn::open(PROXY, to), &local()),
+            healthz_over_tls(Conn::open(UNTRUSTED, to), b""),
+            healthz_over_tls(Conn::open(UNTRUSTED, to), &relayed_for(CLIENT_A)),
+        ]
+        .map(|status| status.ok())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        [Some(200), Some(200), Some(200), None],
+        "relayed, LOCAL, untrusted, and an untrusted peer's header, which is no handshake"
+    );
 }
