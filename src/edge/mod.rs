@@ -115,6 +115,12 @@ pub(crate) fn serve(
     connections: Arc<Share>,
     state: &web::Data<AppState>,
 ) -> std::io::Result<Listeners> {
+    if !limits.trusted_proxies.is_empty() {
+        log::info!(
+            "connections from {} must begin with a PROXY protocol v2 header",
+            limits.trusted_proxies
+        );
+    }
     // The daemon stops in phases on its own signal handling (`run_until_signalled`).
     let builder = Server::build().disable_signals();
     let listener = bind(public)?;
