@@ -127,11 +127,10 @@ impl IpFamily {
 }
 
 fn fixed_part(bytes: &[u8; FIXED_PART_BYTES]) -> Result<FixedPart, ProxyHeaderError> {
-    let (signature, rest) = bytes.split_at(SIGNATURE.len());
+    let [signature @ .., version_command, family, high, low] = *bytes;
     if signature != SIGNATURE {
         return Err(ProxyHeaderError::Signature);
     }
-    let [version_command, family, high, low] = [rest[0], rest[1], rest[2], rest[3]];
     if version_command >> 4 != 2 {
         return Err(ProxyHeaderError::Version(version_command >> 4));
     }
