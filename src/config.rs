@@ -19,7 +19,7 @@ use wasm_hypervisor_actors::supervisor::{SupervisorConfig, default_worker_thread
 use wasm_hypervisor_protocol::identity::validate_origin;
 use wasm_hypervisor_protocol::payload::Limits;
 
-pub use crate::edge::ConnectionLimits;
+pub use crate::edge::{ConnectionLimits, InvalidProxyAddress, TrustedProxies};
 pub use crate::http::{BodyLimits, RateConfig};
 
 /// Everything `serve` needs, validated.
@@ -169,6 +169,12 @@ pub(crate) struct ServeArgs {
     /// Seconds a response may wait for the client to read before the connection is closed.
     #[arg(long, env = "WASM_HYPERVISOR_WRITE_TIMEOUT_SECS", default_value_t = ConnectionLimits::default().write_timeout.as_secs())]
     pub(crate) write_timeout_secs: u64,
+    /// Proxies (comma-separated IP addresses or CIDR prefixes) whose connections must begin
+    /// with a PROXY protocol v2 header; its source address is then the client address that
+    /// the per-address shares count. Other peers' bytes are never read as a PROXY header.
+    /// [default: none]
+    #[arg(long, env = "WASM_HYPERVISOR_TRUSTED_PROXIES")]
+    pub(crate) trusted_proxies: Option<String>,
     /// Seconds a request body may pause, and may take before --body-min-rate applies; then 408.
     #[arg(long, env = "WASM_HYPERVISOR_BODY_TIMEOUT_SECS", default_value_t = BodyLimits::default().timeout.as_secs())]
     pub(crate) body_timeout_secs: u64,
@@ -423,6 +429,12 @@ impl ServeArgs {
         if self.max_connections == 0 {
             return Err(invalid("max-connections", "must be at least 1"));
         }
+        let trusted_proxies = self
+            .trusted_proxies
+            .as_deref()
+            .unwrap_or_default()
+            .parse::<TrustedProxies>()
+            .map_err(|error| invalid("trusted-proxies", error.to_string()))?;
         let rate = match (
             NonZeroU32::new(self.rate_per_address),
             NonZeroU32::new(self.rate_burst),
@@ -454,6 +466,7 @@ impl ServeArgs {
                 header_timeout: Duration::from_secs(self.header_timeout_secs),
                 keep_alive: Duration::from_secs(self.keep_alive_secs),
                 write_timeout: Duration::from_secs(self.write_timeout_secs),
+                trusted_proxies,
             },
             bodies: BodyLimits {
                 timeout: Duration::from_secs(self.body_timeout_secs),
@@ -571,11 +584,21 @@ mod tests {
         );
         assert_eq!(defaults.connections.max_connections, 10_000);
         assert_eq!(defaults.rate, None, "no rate unless asked for");
+        assert!(
+            defaults.connections.trusted_proxies.is_empty(),
+            "no proxy is trusted unless named"
+        );
+        let behind_proxies = parse("trusted-proxies = \"127.0.0.10, 10.0.0.0/8\"\n", &[]).unwrap();
+        assert_eq!(
+            behind_proxies.connections.trusted_proxies.to_string(),
+            "127.0.0.10/32,10.0.0.0/8"
+        );
         for (file, setting) in [
             ("address-share-percent = 0\n", "address-share-percent"),
             ("admin-listen = \"loopback\"\n", "admin-listen"),
             ("max-connections = 0\n", "max-connections"),
             ("rate-per-address = 1\nrate-burst = 0\n", "rate-burst"),
+            ("trusted-proxies = \"10.0.0.0/40\"\n", "trusted-proxies"),
         ] {
             assert_eq!(parse(file, &[]).unwrap_err().setting, setting, "{file}");
         }

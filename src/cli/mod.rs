@@ -28,7 +28,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon.
-    Serve(ServeArgs),
+    // Boxed: its many settings would make every `Command` as large.
+    Serve(Box<ServeArgs>),
     /// Seal a program to the daemon, run it, verify the answer and print the program's output.
     ///
     /// Exits with the program's exit code, 125 if the program did not run to completion
@@ -146,7 +147,7 @@ pub fn main() -> ExitCode {
         .init();
     let result = actix_rt::System::new().block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(args).await,
             Command::Audit(args) => audit::audit(args).await,
             Command::Bench(args) => bench::bench(args).await,

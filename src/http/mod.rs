@@ -117,8 +117,8 @@ fn public_routes(config: &mut web::ServiceConfig) {
         .route("/audit/{session_id}", web::get().to(audit_session));
 }
 
-/// Whom a request's shares are counted against: the connection's peer. Behind a proxy this is
-/// the proxy, unless the proxy is trusted to say whom it speaks for; no header says it.
+/// Whom a request's shares are counted against: the connection's peer, which for a trusted
+/// proxy's connection is the client its PROXY header named (`edge`); no HTTP header says it.
 fn client_address(request: &HttpRequest) -> ClientAddress {
     let unknown = std::net::IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED);
     ClientAddress::of(request.peer_addr().map_or(unknown, |peer| peer.ip()))
