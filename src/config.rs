@@ -59,7 +59,7 @@ pub struct ServerConfig {
     /// Wasm worker threads, each running one slice of one execution at a time. Default: one
     /// per core.
     pub worker_threads: usize,
-    /// Threads for announcements, hashing, opening and sealing. Default: one per core.
+    /// Threads for announcements and for hashing and opening requests. Default: one per core.
     pub crypto_threads: usize,
     /// The memory budget of running executions and the bounds of the queue waiting for it.
     pub budget: BudgetConfig,
@@ -208,7 +208,7 @@ pub(crate) struct ServeArgs {
     /// Threads that run wasm [default: one per core].
     #[arg(long, env = "WASM_HYPERVISOR_WORKERS")]
     pub(crate) workers: Option<usize>,
-    /// Threads for announcements, hashing, opening and sealing [default: one per core].
+    /// Threads for announcements and for hashing and opening requests [default: one per core].
     #[arg(long, env = "WASM_HYPERVISOR_CRYPTO_WORKERS")]
     pub(crate) crypto_workers: Option<usize>,
     /// Bytes that running executions may reserve together, each at its own limits (linear
