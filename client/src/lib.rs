@@ -31,7 +31,7 @@
 mod client;
 pub mod trust;
 
-pub use client::{Client, ClientError, Execution};
+pub use client::{Client, ClientError, Execution, Replicas};
 pub use wasm_hypervisor_protocol as protocol;
 pub use wasm_hypervisor_protocol::verify::{
     CheckpointTracker, PinnedIdentity, SealedRequest, SignedCheckpoint, VerifyError,
