@@ -226,6 +226,70 @@ async fn sessions_run_on_the_replica_that_announced_them_behind_a_load_balancer(
         2,
         "{all}"
     );
+    // The load generator routes as `run` does, so it can drive load through the balancer.
+    let bench = cli(
+        &[
+            "bench",
+            &program,
+            "--sessions",
+            "6",
+            "--clients",
+            "2",
+            "--json",
+        ],
+        &service,
+        client_dir.path(),
+    );
+    assert!(bench.status.success(), "{bench}");
+    let figures: serde_json::Value = serde_json::from_str(&bench.stdout).unwrap();
+    assert_eq!(figures["verified"], 6, "{bench}");
+    assert_eq!(figures["errors"], 0, "{bench}");
+}
+
+#[actix_rt::test]
+async fn a_replica_that_is_down_at_execute_is_an_error_and_nothing_goes_elsewhere() {
+    let data = tempfile::tempdir().unwrap();
+    let b = process::start(data.path(), "127.0.0.1:0", &[]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    // Sessions open at `b`, which the policy says is reached at `/r/1/`: a replica that is down.
+    let lb = router(vec![b.addr, dead]);
+    let service = format!("http://{lb}");
+    let policy = Policy::new(vec![PolicyLog {
+        identity: b.pinned().await,
+        url: Some(format!("{service}/r/1/")),
+    }])
+    .unwrap();
+    let payload = RequestPayload {
+        wasm: wat::parse_str(PROGRAM).unwrap(),
+        ..RequestPayload::default()
+    };
+    let client = wasm_hypervisor::client::Client::new(&service);
+    let refused = client
+        .execute_routed(&Replicas::new(&service, policy), &payload, &BTreeMap::new())
+        .await
+        .unwrap_err();
+    let ClientError::ReplicaUnavailable {
+        url,
+        status,
+        session_id,
+    } = &refused
+    else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(
+        (url.as_str(), *status),
+        (format!("{service}/r/1").as_str(), 502)
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("must not be sent to another replica")
+    );
+    // The session was announced at `b` and its request went nowhere else.
+    let (status, _) = get(&b.url(&format!("/sessions/{session_id}/result"))).await;
+    assert_eq!(status, 404, "no execute reached the live replica");
 }
 
 #[actix_rt::test]
