@@ -329,16 +329,20 @@ impl Client {
         payload: &RequestPayload,
         trusted: Option<&SignedCheckpoint>,
     ) -> Result<SealedRequest, ClientError> {
-        let (session, ()) = self.announce(|_| Ok((pinned.clone(), ()))).await?;
+        let only = PolicyLog {
+            identity: pinned.clone(),
+            url: None,
+        };
+        let (session, _) = self.announce(|_| Ok(&only)).await?;
         self.seal_announced(pinned, session, payload, trusted).await
     }
 
-    /// `POST /sessions` and §3's checks of the announcement against the identity `route`
-    /// picks for it (with whatever else it returns), which must be the announcing key.
-    async fn announce<T>(
+    /// `POST /sessions` and §3's checks of the announcement against the identity of the log
+    /// `route` picks for it, which must be the announcing key; returns that log too.
+    async fn announce<'p>(
         &self,
-        route: impl FnOnce(&api::SessionCreated) -> Result<(PinnedIdentity, T), VerifyError>,
-    ) -> Result<(AnnouncedSession, T), ClientError> {
+        route: impl FnOnce(&api::SessionCreated) -> Result<&'p PolicyLog, VerifyError>,
+    ) -> Result<(AnnouncedSession, &'p PolicyLog), ClientError> {
         let ticket: [u8; 32] = os_random()?;
         let request = api::CreateSession {
             client_nonce: hex::encode(commitment::client_nonce(&ticket)),
@@ -349,9 +353,13 @@ impl Client {
             .send(post.content_type("application/json"), Some(body.into()))
             .await?;
         let created: api::SessionCreated = parse(status, StatusCode::CREATED, &body)?;
-        let (identity, routed) = route(&created)?;
-        let session = Verifier::new(identity).check_announcement(&created, &ticket, unix_now())?;
-        Ok((session, routed))
+        let log = route(&created)?;
+        let session = Verifier::new(log.identity.clone()).check_announcement(
+            &created,
+            &ticket,
+            unix_now(),
+        )?;
+        Ok((session, log))
     }
 
     /// Given `trusted`, proves that the log still extends it, then seals `payload` to an
@@ -385,19 +393,15 @@ impl Client {
         payload: &RequestPayload,
         trusted: &BTreeMap<String, SignedCheckpoint>,
     ) -> Result<Execution, ClientError> {
-        let (session, (pinned, url)) = self
-            .announce(|created| {
-                let log = Verifier::announcing_log(replicas.policy(), created)?;
-                let routed = (log.identity.clone(), replicas.url_of(log));
-                Ok((log.identity.clone(), routed))
-            })
+        let (session, log) = self
+            .announce(|created| Verifier::announcing_log(replicas.policy(), created))
             .await?;
-        let replica = self.at(&url);
+        let (pinned, replica) = (&log.identity, self.at(&replicas.url_of(log)));
         let trusted = trusted.get(&pinned.origin);
         let sealed = replica
-            .seal_announced(&pinned, session, payload, trusted)
+            .seal_announced(pinned, session, payload, trusted)
             .await?;
-        replica.submit(&pinned, sealed, trusted).await
+        replica.submit(pinned, sealed, trusted).await
     }
 
     /// Posts a sealed request and makes the checks of §5 on the answer: the wire commitments,
