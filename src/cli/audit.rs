@@ -44,7 +44,13 @@ pub(crate) async fn audit(args: AuditArgs) -> CliResult<ExitCode> {
                 let pinned = &log.identity;
                 match client.session_audit(pinned, session_id).await {
                     Err(ClientError::Server { status: 404, .. }) if logs.len() > 1 => {
-                        unknown.push(pinned.origin.clone());
+                        unknown.push(format!("{}: no such session", pinned.origin));
+                    }
+                    // A replica that is down may well not be the one: the others are asked.
+                    Err(
+                        error @ (ClientError::Transport { .. } | ClientError::InvalidResponse(_)),
+                    ) if logs.len() > 1 => {
+                        unknown.push(format!("{}: {error}", pinned.origin));
                     }
                     Err(error) => return Err(error.into()),
                     Ok(proven) => {
@@ -58,7 +64,7 @@ pub(crate) async fn audit(args: AuditArgs) -> CliResult<ExitCode> {
             if audited.is_empty() {
                 return Err(format!(
                     "no replica's log has session {session_id} ({})",
-                    unknown.join(", ")
+                    unknown.join("; ")
                 )
                 .into());
             }
