@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub max_result_read_bytes: usize,
     /// `None`: derived from the identity key's fingerprint.
     pub origin: Option<String>,
+    /// The policy file `GET /policy` serves (§9), read again on every request; `None`: a
+    /// policy of this daemon alone. Default: none.
+    pub policy_file: Option<PathBuf>,
     /// Wasm worker threads, each running one slice of one execution at a time. Default: one
     /// per core.
     pub worker_threads: usize,
@@ -90,6 +93,7 @@ impl ServerConfig {
             scrub: false,
             max_result_read_bytes: DEFAULT_MAX_RESULT_READ_BYTES,
             origin: None,
+            policy_file: None,
             worker_threads: default_worker_threads(),
             crypto_threads: default_worker_threads(),
             budget: BudgetConfig::default(),
@@ -205,6 +209,12 @@ pub(crate) struct ServeArgs {
     /// Name of the signing key and log [default: wasm-hypervisor/<16 hex digits of the fingerprint>].
     #[arg(long, env = "WASM_HYPERVISOR_ORIGIN")]
     pub(crate) origin: Option<String>,
+    /// The service's policy (PROTOCOL.md §9: one `log <note verifier key> <URL>` line per
+    /// replica, `quorum none`), served at `GET /policy` and read again on every request
+    /// [default: none, a policy of this daemon alone: `log <its note verifier key>` without a
+    /// URL].
+    #[arg(long, env = "WASM_HYPERVISOR_POLICY_FILE")]
+    pub(crate) policy_file: Option<PathBuf>,
     /// Threads that run wasm [default: one per core].
     #[arg(long, env = "WASM_HYPERVISOR_WORKERS")]
     pub(crate) workers: Option<usize>,
@@ -486,6 +496,7 @@ impl ServeArgs {
             scrub: self.scrub,
             max_result_read_bytes: self.max_result_read_bytes,
             origin: self.origin,
+            policy_file: self.policy_file,
             worker_threads,
             crypto_threads,
             budget,

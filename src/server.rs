@@ -21,6 +21,7 @@ use wasm_hypervisor_actors::shares::Share;
 use wasm_hypervisor_actors::supervisor::{Draining, Outstanding, Supervisor};
 use wasm_hypervisor_protocol::api;
 use wasm_hypervisor_protocol::identity::IdentityKey;
+use wasm_hypervisor_protocol::verify::PinnedIdentity;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -187,6 +188,13 @@ pub fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
         hex::encode(identity_body.fingerprint),
         identity_body.origin
     );
+    let policy = http::PolicySource::new(
+        config.policy_file.clone(),
+        PinnedIdentity {
+            origin: identity_body.origin.clone(),
+            key: identity.public(),
+        },
+    );
     let metrics = Arc::new(Metrics::default());
     // The supervisor and the auditor share one thread: a session's appends pass between them
     // without a wake-up, and neither does work that would hold the other up.
@@ -249,6 +257,7 @@ pub fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
         auditor,
         readiness,
         identity: identity_body.clone(),
+        policy,
         max_request_bytes: config.supervisor.max_request_bytes,
         result_reads: http::ReadBudget::new(config.max_result_read_bytes),
         bodies: Bodies::new(config.bodies, config.address_share, Arc::clone(&metrics)),
