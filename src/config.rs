@@ -19,7 +19,7 @@ use wasm_hypervisor_actors::supervisor::{SupervisorConfig, default_worker_thread
 use wasm_hypervisor_protocol::identity::validate_origin;
 use wasm_hypervisor_protocol::payload::Limits;
 
-pub use crate::edge::ConnectionLimits;
+pub use crate::edge::{ConnectionLimits, InvalidProxyAddress, TrustedProxies};
 pub use crate::http::{BodyLimits, RateConfig};
 
 /// Everything `serve` needs, validated.
@@ -56,10 +56,13 @@ pub struct ServerConfig {
     pub max_result_read_bytes: usize,
     /// `None`: derived from the identity key's fingerprint.
     pub origin: Option<String>,
+    /// The policy file `GET /policy` serves (§9), read again on every request; `None`: a
+    /// policy of this daemon alone. Default: none.
+    pub policy_file: Option<PathBuf>,
     /// Wasm worker threads, each running one slice of one execution at a time. Default: one
     /// per core.
     pub worker_threads: usize,
-    /// Threads for announcements, hashing, opening and sealing. Default: one per core.
+    /// Threads for announcements and for hashing and opening requests. Default: one per core.
     pub crypto_threads: usize,
     /// The memory budget of running executions and the bounds of the queue waiting for it.
     pub budget: BudgetConfig,
@@ -90,6 +93,7 @@ impl ServerConfig {
             scrub: false,
             max_result_read_bytes: DEFAULT_MAX_RESULT_READ_BYTES,
             origin: None,
+            policy_file: None,
             worker_threads: default_worker_threads(),
             crypto_threads: default_worker_threads(),
             budget: BudgetConfig::default(),
@@ -169,6 +173,12 @@ pub(crate) struct ServeArgs {
     /// Seconds a response may wait for the client to read before the connection is closed.
     #[arg(long, env = "WASM_HYPERVISOR_WRITE_TIMEOUT_SECS", default_value_t = ConnectionLimits::default().write_timeout.as_secs())]
     pub(crate) write_timeout_secs: u64,
+    /// Proxies (comma-separated IP addresses or CIDR prefixes) whose connections must begin
+    /// with a PROXY protocol v2 header; its source address is then the client address that
+    /// the per-address shares count. Other peers' bytes are never read as a PROXY header.
+    /// [default: none]
+    #[arg(long, env = "WASM_HYPERVISOR_TRUSTED_PROXIES")]
+    pub(crate) trusted_proxies: Option<String>,
     /// Seconds a request body may pause, and may take before --body-min-rate applies; then 408.
     #[arg(long, env = "WASM_HYPERVISOR_BODY_TIMEOUT_SECS", default_value_t = BodyLimits::default().timeout.as_secs())]
     pub(crate) body_timeout_secs: u64,
@@ -199,10 +209,16 @@ pub(crate) struct ServeArgs {
     /// Name of the signing key and log [default: wasm-hypervisor/<16 hex digits of the fingerprint>].
     #[arg(long, env = "WASM_HYPERVISOR_ORIGIN")]
     pub(crate) origin: Option<String>,
+    /// The service's policy (PROTOCOL.md §9: one `log <note verifier key> <URL>` line per
+    /// replica, `quorum none`), served at `GET /policy` and read again on every request
+    /// [default: none, a policy of this daemon alone: `log <its note verifier key>` without a
+    /// URL].
+    #[arg(long, env = "WASM_HYPERVISOR_POLICY_FILE")]
+    pub(crate) policy_file: Option<PathBuf>,
     /// Threads that run wasm [default: one per core].
     #[arg(long, env = "WASM_HYPERVISOR_WORKERS")]
     pub(crate) workers: Option<usize>,
-    /// Threads for announcements, hashing, opening and sealing [default: one per core].
+    /// Threads for announcements and for hashing and opening requests [default: one per core].
     #[arg(long, env = "WASM_HYPERVISOR_CRYPTO_WORKERS")]
     pub(crate) crypto_workers: Option<usize>,
     /// Bytes that running executions may reserve together, each at its own limits (linear
@@ -423,6 +439,12 @@ impl ServeArgs {
         if self.max_connections == 0 {
             return Err(invalid("max-connections", "must be at least 1"));
         }
+        let trusted_proxies = self
+            .trusted_proxies
+            .as_deref()
+            .unwrap_or_default()
+            .parse::<TrustedProxies>()
+            .map_err(|error| invalid("trusted-proxies", error.to_string()))?;
         let rate = match (
             NonZeroU32::new(self.rate_per_address),
             NonZeroU32::new(self.rate_burst),
@@ -454,6 +476,7 @@ impl ServeArgs {
                 header_timeout: Duration::from_secs(self.header_timeout_secs),
                 keep_alive: Duration::from_secs(self.keep_alive_secs),
                 write_timeout: Duration::from_secs(self.write_timeout_secs),
+                trusted_proxies,
             },
             bodies: BodyLimits {
                 timeout: Duration::from_secs(self.body_timeout_secs),
@@ -473,6 +496,7 @@ impl ServeArgs {
             scrub: self.scrub,
             max_result_read_bytes: self.max_result_read_bytes,
             origin: self.origin,
+            policy_file: self.policy_file,
             worker_threads,
             crypto_threads,
             budget,
@@ -571,11 +595,21 @@ mod tests {
         );
         assert_eq!(defaults.connections.max_connections, 10_000);
         assert_eq!(defaults.rate, None, "no rate unless asked for");
+        assert!(
+            defaults.connections.trusted_proxies.is_empty(),
+            "no proxy is trusted unless named"
+        );
+        let behind_proxies = parse("trusted-proxies = \"127.0.0.10, 10.0.0.0/8\"\n", &[]).unwrap();
+        assert_eq!(
+            behind_proxies.connections.trusted_proxies.to_string(),
+            "127.0.0.10/32,10.0.0.0/8"
+        );
         for (file, setting) in [
             ("address-share-percent = 0\n", "address-share-percent"),
             ("admin-listen = \"loopback\"\n", "admin-listen"),
             ("max-connections = 0\n", "max-connections"),
             ("rate-per-address = 1\nrate-burst = 0\n", "rate-burst"),
+            ("trusted-proxies = \"10.0.0.0/40\"\n", "trusted-proxies"),
         ] {
             assert_eq!(parse(file, &[]).unwrap_err().setting, setting, "{file}");
         }

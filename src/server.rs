@@ -9,7 +9,7 @@ use actix::Addr;
 use actix_rt::signal::unix::{SignalKind, signal};
 use futures_util::future::Either;
 
-use actix::{Actor as _, Arbiter};
+use actix::{Actor as _, Arbiter, ArbiterHandle};
 use actix_web::web;
 use wasm_hypervisor_actors::auditor::audit_log::{AuditError, AuditLog};
 use wasm_hypervisor_actors::auditor::store::{self, StoreError, StoreKind};
@@ -21,6 +21,7 @@ use wasm_hypervisor_actors::shares::Share;
 use wasm_hypervisor_actors::supervisor::{Draining, Outstanding, Supervisor};
 use wasm_hypervisor_protocol::api;
 use wasm_hypervisor_protocol::identity::IdentityKey;
+use wasm_hypervisor_protocol::verify::PinnedIdentity;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -187,9 +188,20 @@ pub fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
         hex::encode(identity_body.fingerprint),
         identity_body.origin
     );
+    let policy = http::PolicySource::new(
+        config.policy_file.clone(),
+        PinnedIdentity {
+            origin: identity_body.origin.clone(),
+            key: identity.public(),
+        },
+    );
     let metrics = Arc::new(Metrics::default());
+    // The supervisor and the auditor share one thread: a session's appends pass between them
+    // without a wake-up, and neither does work that would hold the other up.
+    let control = Arbiter::new().handle();
     let (auditor, log_health) = open_audit_log(
         &config,
+        &control,
         &identity,
         &identity_body.origin,
         Arc::clone(&metrics),
@@ -213,7 +225,7 @@ pub fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
             draining.clone(),
             Arc::clone(&metrics),
         );
-        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        Supervisor::start_in_arbiter(&control, move |_| {
             Supervisor::new(
                 config,
                 identity,
@@ -245,6 +257,7 @@ pub fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
         auditor,
         readiness,
         identity: identity_body.clone(),
+        policy,
         max_request_bytes: config.supervisor.max_request_bytes,
         result_reads: http::ReadBudget::new(config.max_result_read_bytes),
         bodies: Bodies::new(config.bodies, config.address_share, Arc::clone(&metrics)),
@@ -284,6 +297,7 @@ pub fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
 /// Opens and verifies the log, aborts what a crash cut off, and starts the auditor.
 fn open_audit_log(
     config: &ServerConfig,
+    arbiter: &ArbiterHandle,
     identity: &Arc<IdentityKey>,
     origin: &str,
     metrics: Arc<Metrics>,
@@ -320,7 +334,7 @@ fn open_audit_log(
         config.store,
         log.size()
     );
-    let (auditor, health) = Auditor::start_with(log, metrics);
+    let (auditor, health) = Auditor::start_with(log, metrics, arbiter);
     if config.scrub {
         let scrub = auditor.send(Scrub);
         actix_rt::spawn(async move {

@@ -333,9 +333,9 @@ async fn history_rewritten_and_resigned_is_detected(store: &'static str) {
                 assert_inconsistent(&daemon, trusted, &current).await;
                 assert_detected(&original.audit(&trust, &["--all"]));
                 assert_detected(&original.audit(&trust, &[ids[1]]));
-                let gone = original.audit(&trust, &[ids[SESSIONS - 1]]);
-                assert_eq!(gone.status.code(), Some(1), "{gone}");
-                assert!(gone.stderr.contains("session_not_found"), "{gone}");
+                // Every run first brings the trusted checkpoint forward (PROTOCOL.md §9), so
+                // asking for a session the rollback dropped meets the rollback first.
+                assert_detected(&original.audit(&trust, &[ids[SESSIONS - 1]]));
             }
         }
         daemon.kill();

@@ -1,7 +1,8 @@
 //! `cargo bench -p wasm-hypervisor-actors --bench restart`: how long the audit log takes to
 //! open, and how much memory it takes, at 1 M and 10 M leaves (`RESTART_BENCH_SIZES` sets
-//! others, comma-separated). Opening must cost the same at any size: it reads the tree's right
-//! edge and the pending requests, never the leaves.
+//! others, comma-separated), and then what one group commit of 32 sessions' leaves costs
+//! there. Opening must cost the same at any size: it reads the tree's right edge and the
+//! pending requests, never the leaves; so must appending, which reads nothing.
 //!
 //! Each log is built once under `target/restart-bench/` (minutes at 10 M; delete the folder to
 //! rebuild) straight through the store, as the daemon's group commit would have written it:
@@ -14,7 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasm_hypervisor_actors::auditor::audit_log::{AuditLog, ResultRetention};
+use wasm_hypervisor_actors::auditor::audit_log::{AuditLog, NewLeaf, ResultRetention};
 use wasm_hypervisor_actors::auditor::store::{self, Batch, StoreKind};
 use wasm_hypervisor_protocol::checkpoint::Checkpoint;
 use wasm_hypervisor_protocol::identity::IdentityKey;
@@ -27,6 +28,9 @@ const PENDING: u64 = 3;
 /// Openings per size; the median is reported.
 const ROUNDS: usize = 5;
 const MEASURE: &str = "RESTART_BENCH_MEASURE";
+/// Group commits timed after each opening, of `APPEND_SESSIONS` sessions' two leaves each.
+const APPEND_BATCHES: u64 = 50;
+const APPEND_SESSIONS: u64 = 32;
 
 fn identity() -> Arc<IdentityKey> {
     Arc::new(IdentityKey::from_secret_bytes(&[0x42; 32]).expect("a valid scalar"))
@@ -136,7 +140,48 @@ fn measure(dir: &Path) {
                 })
         })
         .unwrap_or(0);
-    println!("{} {} {}", log.size(), elapsed.as_micros(), peak_kib);
+    let opened_size = log.size();
+    let batch_micros = append_batches(log);
+    println!(
+        "{opened_size} {} {peak_kib} {batch_micros}",
+        elapsed.as_micros()
+    );
+}
+
+/// Appends `APPEND_BATCHES` group commits of whole sessions, as the auditor would write them
+/// (durably, each with its checkpoint and proofs); returns the median time of one, in µs.
+fn append_batches(mut log: AuditLog) -> u128 {
+    let mut samples = Vec::new();
+    for batch in 0..APPEND_BATCHES {
+        let first = log.size();
+        let mut leaves = Vec::new();
+        for n in 0..APPEND_SESSIONS {
+            let id = session_id(u64::MAX - batch * APPEND_SESSIONS - n);
+            let request = RequestLeaf {
+                session_id: id,
+                time_ms: 1_800_000_000_000,
+                announcement_hash: [1; 32],
+                request_commitment: [2; 32],
+            };
+            let result = ResultLeaf {
+                session_id: id,
+                time_ms: 1_800_000_000_001,
+                request_index: first + 2 * n,
+                outcome: Outcome::Internal,
+                request_commitment: [2; 32],
+                result_commitment: [0; 32],
+                input_commitment: [0; 32],
+                output_commitment: [0; 32],
+            };
+            leaves.push(NewLeaf::from(Leaf::Request(request)));
+            leaves.push(NewLeaf::from(Leaf::Result(result)));
+        }
+        let started = Instant::now();
+        log.append(leaves).expect("the batch is written");
+        samples.push(started.elapsed().as_micros());
+    }
+    samples.sort_unstable();
+    samples[samples.len() / 2]
 }
 
 fn main() {
@@ -153,7 +198,9 @@ fn main() {
         })
         .unwrap_or_else(|| vec![1_000_000, 10_000_000]);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/restart-bench");
-    println!("leaves      open (median of {ROUNDS})   peak RSS");
+    println!(
+        "leaves      open (median of {ROUNDS})   peak RSS   group commit of {APPEND_SESSIONS} sessions (median)"
+    );
     for size in sizes {
         let built = root.join(size.to_string());
         if !built.join("log.redb").exists() {
@@ -161,6 +208,7 @@ fn main() {
         }
         let mut samples = Vec::new();
         let mut peaks = Vec::new();
+        let mut batches = Vec::new();
         for _ in 0..ROUNDS {
             let output = Command::new(std::env::current_exe().expect("this program"))
                 .env(MEASURE, &built)
@@ -179,13 +227,16 @@ fn main() {
             assert!(fields[0] > size, "the aborted results were appended");
             samples.push(Duration::from_micros(fields[1]));
             peaks.push(fields[2]);
+            batches.push(Duration::from_micros(fields[3]));
         }
         samples.sort();
         peaks.sort_unstable();
+        batches.sort();
         println!(
-            "{size:>10}  {:>12.1?}            {} MiB",
+            "{size:>10}  {:>12.1?}            {:>4} MiB   {:>10.1?}",
             samples[ROUNDS / 2],
-            peaks[ROUNDS / 2] / 1024
+            peaks[ROUNDS / 2] / 1024,
+            batches[ROUNDS / 2]
         );
     }
 }

@@ -1,5 +1,6 @@
-//! `cargo bench -p wasm-hypervisor-actors`: how long one fuel slice takes (the granularity of
-//! the wall-clock limit) and what one whole session costs (open, run, seal). Prints medians.
+//! `cargo bench -p wasm-hypervisor-actors`: what the sandbox costs a CPU-bound guest against
+//! bare wasmi, how long one fuel slice takes (the granularity of the wall-clock limit) and what
+//! one whole session costs (open, run, seal). Prints medians.
 
 use std::time::{Duration, Instant};
 
@@ -99,7 +100,6 @@ fn whole_session() {
                 issued_at: 0,
                 server_seed: Zeroizing::new([1; 32]),
                 enc_request,
-                request_commitment: [2; 32],
             };
             let started = Instant::now();
             let finished = session::run(job, &policy, &config);
@@ -162,8 +162,29 @@ fn validation_overrun() {
     }
 }
 
-/// What slicing costs a CPU-bound guest: the same run in `fuel_slice` slices, each a
-/// [`sandbox::Run::step`] as the wasm lane takes them, and in one slice.
+/// The same module in bare wasmi, with the sandbox's engine configuration and all the fuel it
+/// needs: compiled, instantiated and its `_start` called, with no host, limiter or slicing.
+fn bare_wasmi(wasm: &[u8], config: &SandboxConfig) -> (Duration, u64) {
+    let started = Instant::now();
+    let engine = wasmi::Engine::new(&sandbox::engine_config(config));
+    let module = wasmi::Module::new(&engine, wasm).expect("a valid module");
+    let mut store = wasmi::Store::new(&engine, ());
+    store.set_fuel(u64::MAX).expect("fuel is on");
+    let instance = wasmi::Linker::new(&engine)
+        .instantiate_and_start(&mut store, &module)
+        .expect("no imports to satisfy");
+    instance
+        .get_typed_func::<(), ()>(&store, "_start")
+        .expect("a _start export")
+        .call(&mut store, ())
+        .expect("the countdown returns");
+    let took = started.elapsed();
+    (took, u64::MAX - store.get_fuel().expect("fuel is on"))
+}
+
+/// What the sandbox costs a CPU-bound guest: the same run in `fuel_slice` slices, each a
+/// [`sandbox::Run::step`] as the wasm lane takes them, in one slice, and in bare wasmi with the
+/// same engine configuration.
 fn slicing_overhead() {
     let wasm = wat::parse_str(
         r#"(module (func (export "_start") (local $n i32)
@@ -180,35 +201,42 @@ fn slicing_overhead() {
         output_bytes: 1 << 10,
         timeout_ms: 600_000,
     };
-    let mut medians = Vec::new();
-    let mut fuel = Vec::new();
-    for fuel_slice in [SandboxConfig::default().fuel_slice, u64::MAX] {
+    let sandboxed = |fuel_slice| {
         let config = SandboxConfig {
             fuel_slice,
             ..SandboxConfig::default()
         };
-        let took = median(
-            (0..ROUNDS)
-                .map(|_| {
-                    let started = Instant::now();
-                    let report = sandbox::run(&program, &limits, &config);
-                    let took = started.elapsed();
-                    fuel.push(report.fuel_consumed);
-                    took
-                })
-                .collect(),
-        );
-        medians.push(took);
+        move || {
+            let started = Instant::now();
+            let report = sandbox::run(&program, &limits, &config);
+            (started.elapsed(), report.fuel_consumed)
+        }
+    };
+    let variants: [Box<dyn Fn() -> (Duration, u64)>; 3] = [
+        Box::new(sandboxed(SandboxConfig::default().fuel_slice)),
+        Box::new(sandboxed(u64::MAX)),
+        Box::new(|| bare_wasmi(&wasm, &SandboxConfig::default())),
+    ];
+    // Round by round, so that a change in the machine's load falls on all three alike.
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    let mut fuel = Vec::new();
+    for _ in 0..ROUNDS {
+        for (variant, samples) in variants.iter().zip(&mut samples) {
+            let (took, consumed) = variant();
+            samples.push(took);
+            fuel.push(consumed);
+        }
     }
     assert!(
         fuel.windows(2).all(|pair| pair[0] == pair[1]),
-        "slicing changes no fuel"
+        "slicing and the sandbox change no fuel"
     );
+    let [sliced, one_slice, bare] = samples.map(median);
+    let against = |base: Duration| (sliced.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0;
     println!(
-        "a 100 M-turn countdown: sliced {:?}, one slice {:?}: slicing costs {:+.1} %",
-        medians[0],
-        medians[1],
-        (medians[0].as_secs_f64() / medians[1].as_secs_f64() - 1.0) * 100.0
+        "a 100 M-turn countdown: sliced {sliced:?}, one slice {one_slice:?}, bare wasmi {bare:?}: slicing costs {:+.1} %, the sandbox sliced against bare wasmi {:+.1} %",
+        against(one_slice),
+        against(bare),
     );
 }
 

@@ -87,6 +87,10 @@ pub enum Error {
     /// the daemon's log has the cause.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The policy file (§9) cannot be read or does not parse; the daemon's log says why. The
+    /// HTTP layer alone meets it, but every §7 answer comes from this one enum.
+    #[error("the service's policy is unavailable")]
+    PolicyUnavailable,
 }
 
 impl From<AuditError> for Error {
@@ -120,6 +124,7 @@ impl Error {
             Self::Internal { .. } | Self::Unavailable(_) => ErrorCode::Internal,
             Self::Aborted { .. } => ErrorCode::Aborted,
             Self::ResultEvicted => ErrorCode::ResultEvicted,
+            Self::PolicyUnavailable => ErrorCode::PolicyUnavailable,
         }
     }
 

@@ -1,18 +1,21 @@
 //! The per-session executor actor and the lanes its execution runs on.
 //!
-//! The executor lives exactly as long as its session's execution and owns it: it opens the
-//! request on the crypto lane, waits for its memory reservation, hands the run to the wasm
-//! lane, where it runs a slice at a time between everyone else's slices, has the result
-//! sealed on the crypto lane, reports the end and stops. The session's private key is dropped,
-//! and so zeroized, as soon as the request is opened.
+//! A session's request is opened on the crypto lane ([`Lanes::open`]), in the same job that
+//! commits to it, so that one hand-off serves both; the supervisor logs the commitment. The
+//! executor then lives exactly as long as the opened session's run and owns it: it waits for
+//! its memory reservation and hands the run to the wasm lane, where it runs a slice at a time
+//! between everyone else's slices and is sealed by the slice that ends it; it reports the end
+//! and stops. The session's private key is dropped, and so zeroized, as soon as the request is
+//! opened.
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
+use wasm_hypervisor_protocol::commitment::Digest;
 
 use crate::budget::{MemoryBudget, QueuePlace};
 use crate::lane::Lane;
-use crate::sandbox::{Run, RunReport, SandboxConfig, Step};
-use crate::session::{self, Finished, Job, LimitsPolicy, Opened};
+use crate::sandbox::{Run, SandboxConfig, Step};
+use crate::session::{self, Finished, Job, LimitsPolicy, Opened, Sealing};
 
 /// wasmi's translator and executor keep large frames in debug builds; the default 2 MiB of a
 /// spawned thread is not enough for deep but legal programs.
@@ -49,7 +52,7 @@ impl Lanes {
         })
     }
 
-    /// The lane for announcements' keys and signatures, and for hashing request bodies.
+    /// The lane for announcements' keys and signatures.
     pub fn crypto(&self) -> &Lane {
         &self.crypto
     }
@@ -64,24 +67,36 @@ impl Lanes {
         self.wasm.queued()
     }
 
-    /// Runs `run` a slice at a time, each slice a job at the tail of the wasm lane.
-    fn run_slices(&self, run: Box<Run>) -> oneshot::Receiver<RunReport> {
-        let (done, report) = oneshot::channel();
-        next_slice(&self.wasm, run, done);
-        report
+    /// Commits to a consumed session's request and opens it, on the crypto lane; `None` if
+    /// that panicked.
+    pub(crate) async fn open(&self, job: Job) -> Option<(Digest, Opened)> {
+        let (policy, sandbox) = (self.policy, self.sandbox);
+        self.crypto
+            .run(move || session::open(job, &policy, &sandbox))
+            .await
+            .ok()
+    }
+
+    /// Runs `run` a slice at a time, each slice a job at the tail of the wasm lane; the slice
+    /// that ends it also seals its result, which costs about what one slice does (the output
+    /// is bounded by its limit) and saves a hand-off to the crypto lane.
+    fn run_and_seal(&self, run: Box<Run>, sealing: Sealing) -> oneshot::Receiver<Finished> {
+        let (done, finished) = oneshot::channel();
+        next_slice(&self.wasm, run, sealing, done);
+        finished
     }
 }
 
-fn next_slice(lane: &Lane, run: Box<Run>, done: oneshot::Sender<RunReport>) {
+fn next_slice(lane: &Lane, run: Box<Run>, sealing: Sealing, done: oneshot::Sender<Finished>) {
     lane.push(move |lane| {
         // Nobody waits for it any more (the daemon is stopping): its slices are wasted.
         if done.is_closed() {
             return;
         }
         match run.step() {
-            Step::Yielded(run) => next_slice(lane, run, done),
+            Step::Yielded(run) => next_slice(lane, run, sealing, done),
             Step::Ended(report) => {
-                let _ = done.send(report);
+                let _ = done.send(session::finish_run(sealing, report));
             }
         }
     });
@@ -89,18 +104,22 @@ fn next_slice(lane: &Lane, run: Box<Run>, done: oneshot::Sender<RunReport>) {
 
 /// One session's executor.
 pub(crate) struct Executor {
-    job: Option<(Job, QueuePlace)>,
+    opened: Option<(Opened, QueuePlace)>,
     lanes: Lanes,
     done: Option<oneshot::Sender<Finished>>,
 }
 
 impl Executor {
-    /// Starts the executor of a job that holds `place` in the queue of admitted executions;
-    /// the receiver yields the session's end.
-    pub(crate) fn spawn(job: Job, place: QueuePlace, lanes: Lanes) -> oneshot::Receiver<Finished> {
+    /// Starts the executor of an opened session that holds `place` in the queue of admitted
+    /// executions; the receiver yields the session's end.
+    pub(crate) fn spawn(
+        opened: Opened,
+        place: QueuePlace,
+        lanes: Lanes,
+    ) -> oneshot::Receiver<Finished> {
         let (done, finished) = oneshot::channel();
         Self {
-            job: Some((job, place)),
+            opened: Some((opened, place)),
             lanes,
             done: Some(done),
         }
@@ -113,10 +132,10 @@ impl Actor for Executor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let Some((job, place)) = self.job.take() else {
+        let Some((opened, place)) = self.opened.take() else {
             return ctx.stop();
         };
-        execute(job, place, self.lanes.clone())
+        execute(opened, place, self.lanes.clone())
             .into_actor(self)
             .map(|finished, executor, ctx| {
                 if let Some(done) = executor.done.take() {
@@ -129,16 +148,9 @@ impl Actor for Executor {
     }
 }
 
-/// Opens, runs and seals one job. A panic on a lane ends the session as `internal`.
-async fn execute(job: Job, place: QueuePlace, lanes: Lanes) -> Finished {
+/// Runs and seals one opened session. A panic on a lane ends the session as `internal`.
+async fn execute(opened: Opened, place: QueuePlace, lanes: Lanes) -> Finished {
     const PANICKED: Finished = Finished::Internal("a step of the execution panicked");
-    let (policy, sandbox) = (lanes.policy, lanes.sandbox);
-    let opened = lanes
-        .crypto
-        .run(move || session::open(job, &policy, &sandbox));
-    let Ok(opened) = opened.await else {
-        return PANICKED;
-    };
     match opened {
         Opened::UnsealFailed => Finished::UnsealFailed,
         Opened::Internal(reason) => Finished::Internal(reason),
@@ -163,13 +175,7 @@ async fn execute(job: Job, place: QueuePlace, lanes: Lanes) -> Finished {
             };
             // Started: it leaves the queue of admitted executions.
             drop(place);
-            let Ok(report) = lanes.run_slices(run).await else {
-                return PANICKED;
-            };
-            let sealed = lanes
-                .crypto
-                .run(move || session::finish_run(sealing, report));
-            let finished = sealed.await.unwrap_or(PANICKED);
+            let finished = lanes.run_and_seal(run, sealing).await.unwrap_or(PANICKED);
             drop(reservation);
             finished
         }

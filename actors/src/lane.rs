@@ -1,9 +1,10 @@
 //! A lane: threads that take jobs from one shared first-in, first-out queue. The daemon has
 //! two. The wasm lane runs one slice of one execution per job and puts a paused execution back
 //! at the tail, so the running executions take turns a slice at a time (round robin) and a
-//! short program finishes in milliseconds whatever long ones are doing. The crypto lane runs
-//! the short CPU-bound work around them (announcement keys and signatures, hashing a body,
-//! opening and sealing), so none of it waits behind wasm or runs on an actor's thread.
+//! short program finishes in milliseconds whatever long ones are doing; the slice that ends an
+//! execution also seals its result. The crypto lane runs the short CPU-bound work before them
+//! (announcement keys and signatures, committing to a request and opening it), so none of it
+//! waits behind wasm or runs on an actor's thread.
 //!
 //! Hand-written, in a page, because the pools at hand do not keep that order: rayon's workers
 //! keep deques of their own and steal, and tokio's blocking pool starts a thread per waiting

@@ -127,7 +127,7 @@ impl Metrics {
     }
 
     /// Counts a refusal: `what` is `sessions` or `executions` (the supervisor's), or
-    /// `connections`, `body_bytes` or `rate` (the listeners').
+    /// `connections`, `proxy_header`, `body_bytes` or `rate` (the listeners').
     pub fn refused(&self, what: &'static str) {
         self.refused.get_or_create(&RefusedLabel { what }).inc();
     }

@@ -84,8 +84,6 @@ pub struct Job {
     pub server_seed: Zeroizing<[u8; 32]>,
     /// The sealed request exactly as received.
     pub enc_request: Vec<u8>,
-    /// Already logged in the request leaf; repeated in the result leaf.
-    pub request_commitment: Digest,
 }
 
 /// What the daemon may publish about a sealed result: the response body's head (with the
@@ -148,8 +146,15 @@ pub(crate) struct Sealing {
     limits: Limits,
 }
 
-/// Opens one session's request and prepares its run: the crypto lane's first job.
-pub(crate) fn open(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> Opened {
+/// Requests at least this long are hashed for their commitment on a thread of their own while
+/// the lane's thread opens them: the two SHA3 passes over a large request (its sealed bytes,
+/// and its plaintext for the input commitment) then take the time of one. A thread costs tens
+/// of microseconds, what hashing about 10 KiB does.
+const PARALLEL_COMMITMENT_MIN_BYTES: usize = 64 << 10;
+
+/// Commits to one session's request, opens it and prepares its run: the crypto lane's
+/// job. The commitment goes into the request leaf, which must be durable before the run starts.
+pub(crate) fn open(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> (Digest, Opened) {
     let Job {
         session_id,
         keys,
@@ -157,29 +162,65 @@ pub(crate) fn open(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> O
         issued_at,
         server_seed,
         enc_request,
-        request_commitment,
     } = job;
-    let opened = keys.open_request(&announcement_hash, &enc_request);
-    // The private key has done its one job; dropping it zeroizes it.
-    drop(keys);
+    let commit = || commitment::request_commitment(&announcement_hash, &enc_request);
+    let unseal = || {
+        let opened = keys.open_request(&announcement_hash, &enc_request);
+        // The private key has done its one job; dropping it zeroizes it.
+        drop(keys);
+        opened.ok().map(|(plaintext, response_key)| {
+            let input_blind = random_bytes::<32>()?;
+            let input_commitment = commitment::input_commitment(&input_blind, &plaintext);
+            Ok((plaintext, response_key, input_blind, input_commitment))
+        })
+    };
+    let (request_commitment, unsealed) = if enc_request.len() < PARALLEL_COMMITMENT_MIN_BYTES {
+        (commit(), unseal())
+    } else {
+        std::thread::scope(|scope| {
+            match std::thread::Builder::new().spawn_scoped(scope, commit) {
+                Ok(hashing) => {
+                    let unsealed = unseal();
+                    let commitment = hashing
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (commitment, unsealed)
+                }
+                // No thread to be had: the same work, one pass after the other.
+                Err(_) => (commit(), unseal()),
+            }
+        })
+    };
     drop(enc_request);
-    let Ok((plaintext, response_key)) = opened else {
-        return Opened::UnsealFailed;
+    let opened = match unsealed {
+        None => Opened::UnsealFailed,
+        Some(Err(reason)) => Opened::Internal(reason),
+        Some(Ok((plaintext, response_key, input_blind, input_commitment))) => {
+            let sealing = Sealing {
+                session_id,
+                request_commitment,
+                input_commitment,
+                input_blind,
+                response_key,
+                random_seed: commitment::random_seed(&server_seed, &[0; 32]),
+                server_seed,
+                limits: policy.default,
+            };
+            prepare(plaintext, sealing, issued_at, policy, config)
+        }
     };
-    let input_blind = match random_bytes::<32>() {
-        Ok(blind) => blind,
-        Err(reason) => return Opened::Internal(reason),
-    };
-    let mut sealing = Sealing {
-        session_id,
-        request_commitment,
-        input_commitment: commitment::input_commitment(&input_blind, &plaintext),
-        input_blind,
-        response_key,
-        random_seed: commitment::random_seed(&server_seed, &[0; 32]),
-        server_seed,
-        limits: policy.default,
-    };
+    (request_commitment, opened)
+}
+
+/// Decodes an opened request's payload and prepares its run, at the limits it asked for
+/// within `policy`.
+fn prepare(
+    plaintext: Zeroizing<Vec<u8>>,
+    mut sealing: Sealing,
+    issued_at: u64,
+    policy: &LimitsPolicy,
+    config: &SandboxConfig,
+) -> Opened {
     let payload = match RequestPayload::decode(&plaintext) {
         Ok(payload) => Zeroizing::new(payload),
         Err(error) => {
@@ -242,7 +283,7 @@ fn reservation_bytes(payload: &RequestPayload, limits: &Limits, config: &Sandbox
         .saturating_add(inputs as u64)
 }
 
-/// Builds the output map of a run that ended, and seals it: the crypto lane's second job.
+/// Builds the output map of a run that ended, and seals it: the job of the slice that ended it.
 pub(crate) fn finish_run(sealing: Sealing, report: RunReport) -> Finished {
     let output_map = OutputMap {
         status: report.status,
@@ -304,7 +345,7 @@ fn try_seal(sealing: Sealing, output_map: &OutputMap) -> Result<Sealed, &'static
 /// Opens, runs and seals one session on this thread: for benchmarks and tests. The daemon
 /// spreads the same steps over its lanes.
 pub fn run(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> Finished {
-    match open(job, policy, config) {
+    match open(job, policy, config).1 {
         Opened::UnsealFailed => Finished::UnsealFailed,
         Opened::Internal(reason) => Finished::Internal(reason),
         Opened::BadPayload {
@@ -329,6 +370,64 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request sealed to a fresh session key, as the supervisor hands it over.
+    fn job(payload: &RequestPayload) -> Job {
+        let keys = SessionKeyPair::derive(&[9; 32]);
+        let announcement_hash = [7; 32];
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let (enc_request, _) = wasm_hypervisor_protocol::sealing::seal_request(
+            keys.public_key(),
+            &announcement_hash,
+            &payload.encode(),
+            &mut rng,
+        )
+        .unwrap();
+        Job {
+            session_id: [3; 16],
+            keys,
+            announcement_hash,
+            issued_at: 0,
+            server_seed: Zeroizing::new([1; 32]),
+            enc_request,
+        }
+    }
+
+    #[test]
+    fn small_and_large_requests_are_committed_to_and_opened_alike() {
+        let policy = LimitsPolicy::default();
+        let config = SandboxConfig::default();
+        for stdin_len in [0, PARALLEL_COMMITMENT_MIN_BYTES] {
+            let payload = RequestPayload {
+                wasm: wat::parse_str("(module (func (export \"_start\")))").unwrap(),
+                stdin: vec![5; stdin_len],
+                ..RequestPayload::default()
+            };
+            let job = job(&payload);
+            let expected = commitment::request_commitment(&job.announcement_hash, &job.enc_request);
+            let (request_commitment, opened) = open(job, &policy, &config);
+            assert_eq!(request_commitment, expected, "stdin of {stdin_len} bytes");
+            let Opened::Run { sealing, .. } = opened else {
+                panic!("a valid request opens and is ready to run");
+            };
+            assert_eq!(sealing.request_commitment, expected);
+            assert_eq!(
+                sealing.input_commitment,
+                commitment::input_commitment(&sealing.input_blind, &payload.encode())
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_request_that_does_not_open_is_still_committed_to() {
+        let mut job = job(&RequestPayload::default());
+        job.enc_request.resize(2 * PARALLEL_COMMITMENT_MIN_BYTES, 0);
+        let expected = commitment::request_commitment(&job.announcement_hash, &job.enc_request);
+        let (request_commitment, opened) =
+            open(job, &LimitsPolicy::default(), &SandboxConfig::default());
+        assert_eq!(request_commitment, expected);
+        assert!(matches!(opened, Opened::UnsealFailed));
+    }
 
     #[test]
     fn requests_may_lower_limits_but_never_raise_them() {

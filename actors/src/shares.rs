@@ -153,10 +153,22 @@ impl Share {
 
     /// Takes `amount` for `client`, if its share and the total allow it.
     pub fn take(self: &Arc<Self>, client: ClientAddress, amount: u64) -> Result<Held, Refusal> {
-        self.state().take(client, amount)?;
+        self.state().take(Some(client), amount)?;
         Ok(Held {
             share: Arc::clone(self),
-            client,
+            client: Some(client),
+            amount,
+        })
+    }
+
+    /// Takes `amount` of the total for a client not yet known, if the total allows it; no
+    /// address's share is charged until [`Held::assign_to`] names the client. A proxy's
+    /// connection is held so until the proxy has said whom it relays.
+    pub fn take_unassigned(self: &Arc<Self>, amount: u64) -> Result<Held, Refusal> {
+        self.state().take(None, amount)?;
+        Ok(Held {
+            share: Arc::clone(self),
+            client: None,
             amount,
         })
     }
@@ -168,8 +180,11 @@ impl Share {
 }
 
 impl ShareState {
-    fn take(&mut self, client: ClientAddress, amount: u64) -> Result<(), Refusal> {
-        if !self.holdings.allows(client, amount) {
+    /// Takes `amount` of the total, and of `client`'s share if there is a client.
+    fn take(&mut self, client: Option<ClientAddress>, amount: u64) -> Result<(), Refusal> {
+        if let Some(client) = client
+            && !self.holdings.allows(client, amount)
+        {
             return Err(Refusal::AddressShare);
         }
         let total = self.total.saturating_add(amount);
@@ -177,7 +192,9 @@ impl ShareState {
             return Err(Refusal::Exhausted);
         }
         self.total = total;
-        self.holdings.take(client, amount);
+        if let Some(client) = client {
+            self.holdings.take(client, amount);
+        }
         Ok(())
     }
 }
@@ -186,7 +203,8 @@ impl ShareState {
 #[derive(Debug)]
 pub struct Held {
     share: Arc<Share>,
-    client: ClientAddress,
+    /// `None` while the client is not known: then only the total is charged.
+    client: Option<ClientAddress>,
     amount: u64,
 }
 
@@ -201,6 +219,24 @@ impl Held {
         Ok(())
     }
 
+    /// Charges what this holds to `client`'s share instead of its present holder's, if that
+    /// share allows it; the total is unchanged, and nothing changes if refused.
+    pub fn assign_to(&mut self, client: ClientAddress) -> Result<(), Refusal> {
+        if self.client == Some(client) {
+            return Ok(());
+        }
+        let mut state = self.share.state();
+        if !state.holdings.allows(client, self.amount) {
+            return Err(Refusal::AddressShare);
+        }
+        if let Some(holder) = self.client {
+            state.holdings.give_back(holder, self.amount);
+        }
+        state.holdings.take(client, self.amount);
+        self.client = Some(client);
+        Ok(())
+    }
+
     /// What this holds.
     pub fn amount(&self) -> u64 {
         self.amount
@@ -211,7 +247,9 @@ impl Drop for Held {
     fn drop(&mut self) {
         let mut state = self.share.state();
         state.total = state.total.saturating_sub(self.amount);
-        state.holdings.give_back(self.client, self.amount);
+        if let Some(client) = self.client {
+            state.holdings.give_back(client, self.amount);
+        }
     }
 }
 
@@ -273,6 +311,28 @@ mod tests {
         );
         drop(big);
         assert_eq!(share.in_use(), 0);
+    }
+
+    #[test]
+    fn an_unassigned_hold_counts_in_the_total_only_until_it_is_assigned() {
+        let share = Share::new(4, AddressShare::percent(25).unwrap());
+        let (proxy, relayed) = (client("127.0.0.10"), client("192.0.2.1"));
+        let mut pending: Vec<_> = (0..3).map(|_| share.take_unassigned(1).unwrap()).collect();
+        assert_eq!(share.in_use(), 3);
+        let _own = share
+            .take(proxy, 1)
+            .expect("no share is charged for the pending ones");
+        assert_eq!(share.take_unassigned(1).unwrap_err(), Refusal::Exhausted);
+        pending[0].assign_to(relayed).unwrap();
+        assert_eq!(
+            pending[1].assign_to(relayed).unwrap_err(),
+            Refusal::AddressShare
+        );
+        pending[1].assign_to(client("192.0.2.2")).unwrap();
+        assert_eq!(share.in_use(), 4, "assigning moves nothing in the total");
+        drop(pending);
+        assert_eq!(share.in_use(), 1);
+        assert!(share.take(relayed, 1).is_ok(), "given back when dropped");
     }
 
     #[test]

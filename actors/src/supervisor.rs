@@ -506,19 +506,6 @@ async fn run_logged(
         enc_request,
         place,
     } = consumed;
-    // Up to 16 MiB to hash: the crypto lane's work, not this actor's.
-    let hashed = lanes.crypto().run(move || {
-        let request_commitment = commitment::request_commitment(&announcement_hash, &enc_request);
-        (request_commitment, enc_request)
-    });
-    let Ok((request_commitment, enc_request)) = hashed.await else {
-        return Ended {
-            request_commitment: ABSENT,
-            request_index: None,
-            finished: Finished::Internal("hashing the request panicked"),
-            result: None,
-        };
-    };
     let job = Job {
         session_id: session_id.0,
         keys,
@@ -526,13 +513,22 @@ async fn run_logged(
         issued_at,
         server_seed,
         enc_request,
-        request_commitment,
+    };
+    // Up to 16 MiB to hash and open: the crypto lane's work, not this actor's. Opening before
+    // the request is durable is safe: nothing runs, and nothing is answered, before it is.
+    let Some((request_commitment, opened)) = lanes.open(job).await else {
+        return Ended {
+            request_commitment: ABSENT,
+            request_index: None,
+            finished: Finished::Internal("opening the request panicked"),
+            result: None,
+        };
     };
     let request = auditor
         .send(Append(NewLeaf::from(Leaf::Request(RequestLeaf {
             session_id: session_id.0,
             time_ms: unix_millis(),
-            announcement_hash: job.announcement_hash,
+            announcement_hash,
             request_commitment,
         }))))
         .await;
@@ -544,7 +540,7 @@ async fn run_logged(
             result: None,
         };
     };
-    let mut finished = Executor::spawn(job, place, lanes)
+    let mut finished = Executor::spawn(opened, place, lanes)
         .await
         .unwrap_or(Finished::Internal("the executor stopped early"));
     let (outcome, result_commitment, input_commitment, output_commitment, response) =
@@ -853,7 +849,7 @@ mod tests {
         )
         .unwrap();
         let metrics = Arc::new(Metrics::default());
-        let auditor = Auditor::start_with(log, Arc::clone(&metrics));
+        let auditor = Auditor::start_with(log, Arc::clone(&metrics), &Arbiter::current());
         let lanes = Lanes::start(
             (1, 1),
             MemoryBudget::new(BudgetConfig::default()),

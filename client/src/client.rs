@@ -1,6 +1,9 @@
 //! The HTTP transport of `docs/PROTOCOL.md`: asks the daemon, hands every answer to the
-//! protocol crate's [`Verifier`] and [`CheckpointTracker`], and returns only what passed them.
+//! protocol crate's [`Verifier`] and [`CheckpointTracker`], and returns only what passed them;
+//! and, for a service of several replicas (§9), routes each session to the replica whose key
+//! signed its announcement.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +18,10 @@ use wasm_hypervisor_protocol::checkpoint::Checkpoint;
 use wasm_hypervisor_protocol::commitment::{self, Digest};
 use wasm_hypervisor_protocol::leaf::Leaf;
 use wasm_hypervisor_protocol::payload::{OutputMap, RequestPayload, ResultPayload};
+use wasm_hypervisor_protocol::policy::{Policy, PolicyLog};
 use wasm_hypervisor_protocol::verify::{
-    self, CheckpointTracker, PinnedIdentity, SealedRequest, SignedCheckpoint, Verifier, VerifyError,
+    self, AnnouncedSession, CheckpointTracker, PinnedIdentity, SealedRequest, SignedCheckpoint,
+    Verifier, VerifyError,
 };
 
 use crate::trust::{ServiceUrl, Swap, TrustError, TrustStore};
@@ -83,6 +88,20 @@ pub enum ClientError {
         /// Why the connection broke.
         reason: String,
     },
+    /// The replica that holds a session did not answer its execute or result call: the load
+    /// balancer (or the network) said it is down. The sealed request is not sent to another
+    /// replica (RFC 9458 §6.5): only this one can open it.
+    #[error(
+        "the replica at {url} is unavailable (HTTP {status}): the sealed request of session {session_id} must not be sent to another replica; fetch its result from that replica later, or run the program again in a new session"
+    )]
+    ReplicaUnavailable {
+        /// The replica's base URL.
+        url: String,
+        /// What the load balancer answered.
+        status: u16,
+        /// The session whose request went there.
+        session_id: String,
+    },
     /// The CA certificate file cannot be read or used.
     #[error("cannot use the CA certificate {0}")]
     Tls(String),
@@ -137,6 +156,42 @@ pub struct Execution {
     /// The checkpoint the result leaf was proven against, consistent with the one trusted
     /// before; the next call checks consistency from it.
     pub checkpoint: SignedCheckpoint,
+    /// The identity that signed the announcement and `checkpoint`: the replica's.
+    pub identity: PinnedIdentity,
+    /// The base URL of the replica that ran the session, where its result and its log are.
+    pub replica_url: String,
+}
+
+/// A service as its pinned policy describes it (§9): where sessions are opened, and each
+/// replica's identity and URL. A standalone daemon is a policy of one log without a URL.
+#[derive(Debug, Clone)]
+pub struct Replicas {
+    service_url: String,
+    policy: Policy,
+}
+
+impl Replicas {
+    /// The replicas of the service at `service_url` (where `POST /sessions` goes) that
+    /// `policy` lists.
+    pub fn new(service_url: &str, policy: Policy) -> Self {
+        Self {
+            service_url: service_url.trim_end_matches('/').to_owned(),
+            policy,
+        }
+    }
+
+    /// The pinned policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// A replica's base URL: its policy line's, or the service's for a line without one.
+    pub fn url_of(&self, log: &PolicyLog) -> String {
+        log.url.as_deref().map_or_else(
+            || self.service_url.clone(),
+            |url| url.trim_end_matches('/').to_owned(),
+        )
+    }
 }
 
 /// An HTTP client of one daemon, which verifies everything before trusting it.
@@ -200,6 +255,34 @@ impl Client {
         }
     }
 
+    /// A client of another base URL (a replica's) over the same connections and settings.
+    pub fn at(&self, base_url: &str) -> Self {
+        Self::with_http(base_url, self.http.clone())
+    }
+
+    /// The base URL, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET /policy` (§9), parsed; pinning it is the caller's choice
+    /// ([`TrustStore::pin_policy`]). A daemon older than §9 (`404`) is a service of one: its
+    /// `GET /identity`, as a log without a URL.
+    pub async fn policy(&self) -> Result<Policy, ClientError> {
+        let (status, body) = self.send(self.http.get(self.url("/policy")), None).await?;
+        if status == StatusCode::NOT_FOUND {
+            let identity = self.identity().await?;
+            return Ok(Policy::new(vec![PolicyLog {
+                identity,
+                url: None,
+            }])?);
+        }
+        if status != StatusCode::OK {
+            return Err(server_error(status, &body));
+        }
+        Ok(Policy::parse(&body)?)
+    }
+
     /// `GET /identity`, checked for internal consistency; pinning it is the caller's choice
     /// ([`TrustStore::pin`]).
     pub async fn identity(&self) -> Result<PinnedIdentity, ClientError> {
@@ -246,7 +329,20 @@ impl Client {
         payload: &RequestPayload,
         trusted: Option<&SignedCheckpoint>,
     ) -> Result<SealedRequest, ClientError> {
-        let verifier = Verifier::new(pinned.clone());
+        let only = PolicyLog {
+            identity: pinned.clone(),
+            url: None,
+        };
+        let (session, _) = self.announce(|_| Ok(&only)).await?;
+        self.seal_announced(pinned, session, payload, trusted).await
+    }
+
+    /// `POST /sessions` and §3's checks of the announcement against the identity of the log
+    /// `route` picks for it, which must be the announcing key; returns that log too.
+    async fn announce<'p>(
+        &self,
+        route: impl FnOnce(&api::SessionCreated) -> Result<&'p PolicyLog, VerifyError>,
+    ) -> Result<(AnnouncedSession, &'p PolicyLog), ClientError> {
         let ticket: [u8; 32] = os_random()?;
         let request = api::CreateSession {
             client_nonce: hex::encode(commitment::client_nonce(&ticket)),
@@ -257,7 +353,24 @@ impl Client {
             .send(post.content_type("application/json"), Some(body.into()))
             .await?;
         let created: api::SessionCreated = parse(status, StatusCode::CREATED, &body)?;
-        let session = verifier.check_announcement(&created, &ticket, unix_now())?;
+        let log = route(&created)?;
+        let session = Verifier::new(log.identity.clone()).check_announcement(
+            &created,
+            &ticket,
+            unix_now(),
+        )?;
+        Ok((session, log))
+    }
+
+    /// Given `trusted`, proves that the log still extends it, then seals `payload` to an
+    /// announced session of `pinned`.
+    async fn seal_announced(
+        &self,
+        pinned: &PinnedIdentity,
+        session: AnnouncedSession,
+        payload: &RequestPayload,
+        trusted: Option<&SignedCheckpoint>,
+    ) -> Result<SealedRequest, ClientError> {
         // A log that was rolled back or rewritten gets no program at all.
         if trusted.is_some() {
             let mut tracker = CheckpointTracker::new(pinned.clone(), trusted.cloned())?;
@@ -266,6 +379,29 @@ impl Client {
         }
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         Ok(session.seal(payload, &mut rng)?)
+    }
+
+    /// Runs one program on a service of replicas (§9), this client being the service URL's:
+    /// opens the session here, finds the replica whose key the announcement's `identity_fpr`
+    /// names among the pinned policy's (never from unsigned JSON), checks the announcement
+    /// with that key, and sends the execute and result calls to that replica's URL; the result's
+    /// checkpoint must be signed by the same identity and, if `trusted` holds one for its origin,
+    /// extend it. A standalone daemon is a one-log policy, and this is [`Self::execute`].
+    pub async fn execute_routed(
+        &self,
+        replicas: &Replicas,
+        payload: &RequestPayload,
+        trusted: &BTreeMap<String, SignedCheckpoint>,
+    ) -> Result<Execution, ClientError> {
+        let (session, log) = self
+            .announce(|created| Verifier::announcing_log(replicas.policy(), created))
+            .await?;
+        let (pinned, replica) = (&log.identity, self.at(&replicas.url_of(log)));
+        let trusted = trusted.get(&pinned.origin);
+        let sealed = replica
+            .seal_announced(pinned, session, payload, trusted)
+            .await?;
+        replica.submit(pinned, sealed, trusted).await
     }
 
     /// Posts a sealed request and makes the checks of §5 on the answer: the wire commitments,
@@ -291,6 +427,7 @@ impl Client {
             Err(ClientError::Transport { .. }) => self.fetch_result(&session_id).await?,
             answer => answer?,
         };
+        self.check_reached(status, &body, &session_id)?;
         let executed: api::Executed = parse(status, StatusCode::OK, &body)?;
         let verified = Verifier::new(pinned.clone()).check_result(&sealed, &executed)?;
         self.advance(&mut tracker, verified.checkpoint.clone())
@@ -310,7 +447,28 @@ impl Client {
             result_index: verified.result_index,
             request_index: verified.request_index,
             checkpoint: verified.checkpoint,
+            identity: pinned.clone(),
+            replica_url: self.base_url.clone(),
         })
+    }
+
+    /// A `502`, `503` or `504` that is not the daemon's own §7 answer comes from a load
+    /// balancer in front of it: the replica is down, and the request must stay with it.
+    fn check_reached(
+        &self,
+        status: StatusCode,
+        body: &[u8],
+        session_id: &str,
+    ) -> Result<(), ClientError> {
+        let gateway = matches!(status.as_u16(), 502..=504);
+        if gateway && serde_json::from_slice::<api::ErrorBody>(body).is_err() {
+            return Err(ClientError::ReplicaUnavailable {
+                url: self.base_url.clone(),
+                status: status.as_u16(),
+                session_id: session_id.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// `GET /sessions/{id}/result`, waiting while the execution still runs.

@@ -26,12 +26,18 @@
 //! # }
 //! ```
 
+//!
+//! A service of several replicas (PROTOCOL.md §9) is used through its pinned policy:
+//! [`Client::policy`] (or a file given out of band), [`trust::TrustStore::pin_policy`], and
+//! [`Client::execute_routed`], which runs each session on the replica whose key announced it;
+//! a standalone daemon is the one-log policy it serves, so this path works for both.
+
 #![forbid(unsafe_code)]
 
 mod client;
 pub mod trust;
 
-pub use client::{Client, ClientError, Execution};
+pub use client::{Client, ClientError, Execution, Replicas};
 pub use wasm_hypervisor_protocol as protocol;
 pub use wasm_hypervisor_protocol::verify::{
     CheckpointTracker, PinnedIdentity, SealedRequest, SignedCheckpoint, VerifyError,

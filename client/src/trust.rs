@@ -1,7 +1,8 @@
 //! What a client trusts, in `<client dir>/trust.json`: for each service, keyed by its
-//! normalized URL ([`ServiceUrl`]), the identities pinned for it (origin → key, PROTOCOL.md §2)
-//! and each one's last trusted checkpoint (§6). A service has one identity today; a replicated
-//! one (§9) has one per replica, each with its own log, hence a map.
+//! normalized URL ([`ServiceUrl`]), its pinned policy (PROTOCOL.md §9) as the identities it
+//! lists (origin → key and the replica's URL, §2) and each one's last trusted checkpoint (§6).
+//! A standalone daemon is a one-log policy without a URL; a replicated service has one
+//! identity per replica, each with its own log, hence a map.
 //!
 //! Every change is a read-modify-write under an exclusive lock on `trust.json.lock`, written
 //! to a unique temporary file in the same directory, synced, and renamed over `trust.json`, so
@@ -15,8 +16,14 @@
 //!         "wasm-hypervisor/3f9a1c2e5b7d9f01": {
 //!           "public_key": "<base64 SEC1>",
 //!           "fingerprint": "<hex H3(SEC1)>",
+//!           "url": "<the replica's base URL; absent: the service URL>",
 //!           "checkpoint": "<signed note>" } } } } }
 //! ```
+//!
+//! Version 2 added `url`. A version 1 store, whose identities were pinned from `GET
+//! /identity`, is read as version 2 without URLs, which is exactly the policy a standalone
+//! daemon serves; it is written back as version 2 on its next change, which older clients
+//! refuse as an unknown version rather than misread.
 //!
 //! The store replaces `known-servers.json` (keyed by the URL as typed, so `http://h:p/` and
 //! `http://h:p` were two services): when `trust.json` does not exist yet, that file is read
@@ -32,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use wasm_hypervisor_protocol::checkpoint::Checkpoint;
 use wasm_hypervisor_protocol::encoding::{base64_decode, base64_encode};
 use wasm_hypervisor_protocol::identity::IdentityPublicKey;
+use wasm_hypervisor_protocol::policy::{Policy, PolicyLog};
 use wasm_hypervisor_protocol::verify::{PinnedIdentity, SignedCheckpoint};
 
 /// The store's file name in the client directory.
@@ -40,7 +48,9 @@ pub const FILE_NAME: &str = "trust.json";
 const LOCK_NAME: &str = "trust.json.lock";
 /// The store this one replaces, read once if `trust.json` does not exist.
 const LEGACY_NAME: &str = "known-servers.json";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The version before replicas' URLs, still read.
+const VERSION_WITHOUT_URLS: u32 = 1;
 
 /// Why the trust store could not answer, or refused.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +81,20 @@ pub enum TrustError {
         /// The origins pinned for it.
         pinned: String,
         /// The origin it answered with.
+        seen: String,
+        /// The store.
+        path: PathBuf,
+    },
+    /// The service's policy is not the one pinned for it.
+    #[error(
+        "the policy of {service} changed: it now lists {seen}, but {pinned} is pinned in {path}; refusing to continue (if the change is genuine, compare the new policy out of band, then remove the service's entry from that file)"
+    )]
+    PolicyChanged {
+        /// The service.
+        service: ServiceUrl,
+        /// The logs pinned for it.
+        pinned: String,
+        /// The logs of the policy it has now.
         seen: String,
         /// The store.
         path: PathBuf,
@@ -177,6 +201,9 @@ struct Identity {
     public_key: String,
     /// For comparing out of band; checked against the key on every read.
     fingerprint: String,
+    /// The replica's base URL as the policy gave it; none: the service URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint: Option<String>,
 }
@@ -186,6 +213,7 @@ impl Identity {
         Self {
             public_key: base64_encode(&identity.key.sec1()),
             fingerprint: hex::encode(identity.fingerprint()),
+            url: None,
             checkpoint: None,
         }
     }
@@ -245,6 +273,45 @@ impl TrustStore {
                     path: path.to_owned(),
                 }),
             }
+        })
+    }
+
+    /// Trust on first use of a policy: pins `seen`'s logs for `service` if the service has no
+    /// identity yet, and returns whether it did; otherwise requires `seen` to list exactly the
+    /// pinned logs (same origins, keys and URLs, in any order), and keeps their checkpoints.
+    pub fn pin_policy(&self, service: &ServiceUrl, seen: &Policy) -> Result<bool, TrustError> {
+        self.change(|contents, path| {
+            let entry = contents.services.entry(service.0.clone()).or_default();
+            if entry.identities.is_empty() {
+                for log in seen.logs() {
+                    let mut known = Identity::new(&log.identity);
+                    known.url.clone_from(&log.url);
+                    entry.identities.insert(log.identity.origin.clone(), known);
+                }
+                return Ok((true, true));
+            }
+            let pinned = policy_of(entry, path)?;
+            if pinned.same_logs(seen) {
+                return Ok((false, false));
+            }
+            Err(TrustError::PolicyChanged {
+                service: service.clone(),
+                pinned: describe(&pinned),
+                seen: describe(seen),
+                path: path.to_owned(),
+            })
+        })
+    }
+
+    /// The policy pinned for `service`, none before its first use.
+    pub fn policy(&self, service: &ServiceUrl) -> Result<Option<Policy>, TrustError> {
+        self.read(|contents, path| {
+            contents
+                .services
+                .get(&service.0)
+                .filter(|entry| !entry.identities.is_empty())
+                .map(|entry| policy_of(entry, path))
+                .transpose()
         })
     }
 
@@ -391,7 +458,7 @@ impl TrustStore {
             Ok(bytes) => {
                 let contents: Contents =
                     serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
-                if contents.version != VERSION {
+                if ![VERSION, VERSION_WITHOUT_URLS].contains(&contents.version) {
                     return Err(corrupt(format!("unknown version {}", contents.version)));
                 }
                 for entry in contents.services.values() {
@@ -399,6 +466,11 @@ impl TrustStore {
                         key_of(known, &self.path)?;
                     }
                 }
+                // Version 1 is version 2 without URLs: written as 2 on the next change only.
+                let contents = Contents {
+                    version: VERSION,
+                    ..contents
+                };
                 Ok((contents, false))
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -523,6 +595,40 @@ impl TrustStore {
         }
         Ok(())
     }
+}
+
+/// The policy a service's pinned identities make.
+fn policy_of(entry: &Service, path: &Path) -> Result<Policy, TrustError> {
+    let logs = entry
+        .identities
+        .iter()
+        .map(|(origin, known)| {
+            Ok(PolicyLog {
+                identity: PinnedIdentity {
+                    origin: origin.clone(),
+                    key: key_of(known, path)?,
+                },
+                url: known.url.clone(),
+            })
+        })
+        .collect::<Result<_, TrustError>>()?;
+    Policy::new(logs).map_err(|error| TrustError::Corrupt {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+/// `origin at URL, …` for a message.
+fn describe(policy: &Policy) -> String {
+    policy
+        .logs()
+        .iter()
+        .map(|log| match &log.url {
+            Some(url) => format!("{} at {url}", log.identity.origin),
+            None => log.identity.origin.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The key of a stored identity, checked against its stored fingerprint.

@@ -382,6 +382,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The body did not arrive in time; the connection is closed.
     RequestTimeout,
+    /// `GET /policy` only: the service's policy file cannot be read or does not parse (§9).
+    PolicyUnavailable,
 }
 
 impl ErrorCode {
@@ -401,6 +403,7 @@ impl ErrorCode {
             Self::Overloaded => "overloaded",
             Self::RateLimited => "rate_limited",
             Self::RequestTimeout => "request_timeout",
+            Self::PolicyUnavailable => "policy_unavailable",
         }
     }
 
@@ -415,7 +418,7 @@ impl ErrorCode {
             Self::SessionExpired | Self::ResultEvicted => 410,
             Self::PayloadTooLarge => 413,
             Self::Internal | Self::Aborted => 500,
-            Self::Overloaded => 503,
+            Self::Overloaded | Self::PolicyUnavailable => 503,
             Self::RateLimited => 429,
         }
     }

@@ -107,6 +107,32 @@ impl IdentityPublicKey {
         )
     }
 
+    /// Parses a note verifier key of this protocol's form (see [`Self::note_verifier_key`]) into
+    /// its origin and key; the key ID must be the key's.
+    pub fn from_note_verifier_key(vkey: &str) -> Result<(String, Self), Error> {
+        let mut parts = vkey.splitn(3, '+');
+        let (Some(origin), Some(key_id), Some(key)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::InvalidKey);
+        };
+        validate_origin(origin)?;
+        let key = crate::encoding::base64_decode(key).ok_or(Error::InvalidKey)?;
+        let (&signature_type, spki) = key.split_first().ok_or(Error::InvalidKey)?;
+        let sec1 = spki
+            .len()
+            .checked_sub(SEC1_LEN)
+            .map(|at| &spki[at..])
+            .ok_or(Error::InvalidKey)?;
+        let public = Self::from_sec1(sec1)?;
+        if signature_type != NOTE_SIGNATURE_TYPE_ECDSA
+            || spki != public.spki_der().as_slice()
+            || key_id != hex::encode(public.key_id())
+        {
+            return Err(Error::InvalidKey);
+        }
+        Ok((origin.to_owned(), public))
+    }
+
     /// Verifies a strict-DER ECDSA-P256-SHA256 signature; high-S is accepted, as §1 asks.
     pub(crate) fn verify(&self, message: &[u8], der_signature: &[u8]) -> Result<(), Error> {
         if Active::verify_der(&self.0, message, der_signature) {
@@ -196,6 +222,33 @@ mod tests {
             .unwrap();
         assert_eq!(decoded[0], 0x02);
         assert_eq!(&decoded[1..], public.spki_der());
+    }
+
+    #[test]
+    fn note_verifier_keys_parse_back() {
+        let public = fixed_key().public();
+        let vkey = public.note_verifier_key("example.com/log");
+        let (origin, key) = IdentityPublicKey::from_note_verifier_key(&vkey).unwrap();
+        assert_eq!((origin.as_str(), key), ("example.com/log", public));
+        let other = IdentityKey::from_secret_bytes(&[0x22; 32])
+            .unwrap()
+            .public();
+        let other_id = hex::encode(other.key_id());
+        let own_id = hex::encode(public.key_id());
+        for bad in [
+            String::new(),
+            "example.com/log".into(),
+            vkey.replacen(&own_id, &other_id, 1),
+            vkey.replacen("example.com/log", "with space", 1),
+            format!("{vkey}A"),
+            vkey.replacen("+A", "+B", 1),
+            vkey.replacen("example.com/log", "", 1),
+        ] {
+            assert!(
+                IdentityPublicKey::from_note_verifier_key(&bad).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod leaf;
 pub mod merkle;
 pub mod payload;
+pub mod policy;
 pub mod replay;
 pub mod sealing;
 #[cfg(test)]
@@ -46,4 +47,7 @@ pub enum Error {
     /// A checkpoint or proof that does not verify; the message says why.
     #[error("checkpoint or proof rejected: {0}")]
     Checkpoint(&'static str),
+    /// A policy file (§9) that breaks its rules; the message says which line and how.
+    #[error("invalid policy: {0}")]
+    Policy(String),
 }

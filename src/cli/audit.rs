@@ -1,5 +1,7 @@
 //! `wasm-hypervisor audit`: an auditor's checks of `docs/PROTOCOL.md` §6, against the pinned
-//! identity and the last checkpoint this client trusted.
+//! identity and the last checkpoint this client trusted. On a service of replicas (§9) a
+//! session is looked for in each replica's log in the policy's order, and `--all` audits every
+//! replica's log.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, RequestLeaf, ResultLeaf};
 use wasm_hypervisor_protocol::replay::LogReplay;
 
 use super::{CliResult, ClientArgs};
-use crate::client::{CheckpointTracker, Client, PinnedIdentity, SignedCheckpoint};
+use crate::client::{CheckpointTracker, Client, ClientError, PinnedIdentity, SignedCheckpoint};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditArgs {
@@ -32,38 +34,78 @@ pub(crate) struct AuditArgs {
 
 pub(crate) async fn audit(args: AuditArgs) -> CliResult<ExitCode> {
     let daemon = args.client.connect().await?;
-    let (client, pinned) = (&daemon.client, &daemon.pinned);
-    let checkpoint = match &args.session_id {
+    let logs = daemon.replicas.policy().logs().to_vec();
+    let mut audited = Vec::new();
+    match &args.session_id {
         Some(session_id) => {
-            audit_session(client, pinned, session_id, args.save_dir.as_deref()).await?
+            let mut unknown = Vec::new();
+            for log in &logs {
+                let client = daemon.client.at(&daemon.replicas.url_of(log));
+                let pinned = &log.identity;
+                match client.session_audit(pinned, session_id).await {
+                    Err(ClientError::Server { status: 404, .. }) if logs.len() > 1 => {
+                        unknown.push(format!("{}: no such session", pinned.origin));
+                    }
+                    // A replica that is down may well not be the one: the others are asked.
+                    Err(
+                        error @ (ClientError::Transport { .. } | ClientError::InvalidResponse(_)),
+                    ) if logs.len() > 1 => {
+                        unknown.push(format!("{}: {error}", pinned.origin));
+                    }
+                    Err(error) => return Err(error.into()),
+                    Ok(proven) => {
+                        let save_dir = args.save_dir.as_deref();
+                        let checkpoint = audit_session(session_id, proven, save_dir)?;
+                        audited.push((client, pinned.clone(), checkpoint));
+                        break;
+                    }
+                }
+            }
+            if audited.is_empty() {
+                return Err(format!(
+                    "no replica's log has session {session_id} ({})",
+                    unknown.join("; ")
+                )
+                .into());
+            }
         }
-        None => audit_all(client, pinned).await?,
-    };
-    let mut tracker = CheckpointTracker::new(pinned.clone(), daemon.trusted.clone())?;
-    client.advance(&mut tracker, checkpoint.clone()).await?;
-    if let Some(trusted) = &daemon.trusted {
+        None => {
+            for log in &logs {
+                let client = daemon.client.at(&daemon.replicas.url_of(log));
+                if logs.len() > 1 {
+                    println!("{}:", log.identity.origin);
+                }
+                let checkpoint = audit_all(&client, &log.identity).await?;
+                audited.push((client, log.identity.clone(), checkpoint));
+            }
+        }
+    }
+    for (client, pinned, checkpoint) in audited {
+        let trusted = daemon.trusted.get(&pinned.origin);
+        let mut tracker = CheckpointTracker::new(pinned.clone(), trusted.cloned())?;
+        client.advance(&mut tracker, checkpoint.clone()).await?;
+        if let Some(trusted) = trusted {
+            println!(
+                "consistent with the checkpoint trusted before (size {})",
+                trusted.checkpoint.size
+            );
+        }
+        daemon.remember(&pinned, &checkpoint).await?;
         println!(
-            "consistent with the checkpoint trusted before (size {})",
-            trusted.checkpoint.size
+            "OK: verified against {} at size {}",
+            pinned.origin, checkpoint.checkpoint.size
         );
     }
-    daemon.remember(&checkpoint).await?;
-    println!(
-        "OK: verified against {} at size {}",
-        pinned.origin, checkpoint.checkpoint.size
-    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// One session: its leaves are included in a signed checkpoint, the result answers the
 /// request, and, given the saved bytes, the wire commitments are recomputed.
-async fn audit_session(
-    client: &Client,
-    pinned: &PinnedIdentity,
+fn audit_session(
     session_id: &str,
+    (leaves, checkpoint): (Vec<(u64, Leaf)>, SignedCheckpoint),
     save_dir: Option<&Path>,
 ) -> CliResult<SignedCheckpoint> {
-    let (leaves, checkpoint) = client.session_audit(pinned, session_id).await?;
     let mut request: Option<(u64, RequestLeaf)> = None;
     let mut result: Option<(u64, ResultLeaf)> = None;
     for (index, leaf) in leaves {

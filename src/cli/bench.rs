@@ -1,7 +1,8 @@
 //! `wasm-hypervisor bench`: a load generator that verifies what it measures. Many concurrent
 //! clients run one program session after session against a daemon; every session is verified
-//! as `run` verifies it, and one checkpoint tracker per process proves the log consistent
-//! whenever its checkpoint advances. It prints sessions/s, latency percentiles and errors by
+//! as `run` verifies it (and routed as `run` routes it to the replica that announced it,
+//! PROTOCOL.md §9, so it can drive load through a load balancer), and one checkpoint tracker
+//! per process and replica proves each log consistent whenever its checkpoint advances. It prints sessions/s, latency percentiles and errors by
 //! kind.
 
 use std::cell::RefCell;
@@ -21,7 +22,7 @@ use wasm_hypervisor_protocol::payload::RequestPayload;
 
 use super::run::read_program;
 use super::{CliResult, ClientArgs, error_chain};
-use crate::client::{CheckpointTracker, Client, ClientError, PinnedIdentity, SignedCheckpoint};
+use crate::client::{CheckpointTracker, Client, ClientError, Replicas, SignedCheckpoint};
 
 /// How long a client pauses after a session that failed without a verdict (a refusal, a
 /// transport error), so that a daemon that refuses everything is not spun against.
@@ -201,6 +202,7 @@ fn error_kind(error: &ClientError) -> String {
         ClientError::Random => "random".into(),
         ClientError::Tls(_) => "tls".into(),
         ClientError::Trust(_) => "trust_store".into(),
+        ClientError::ReplicaUnavailable { .. } => "replica_unavailable".into(),
     }
 }
 
@@ -222,7 +224,14 @@ pub(crate) async fn bench(args: BenchArgs) -> CliResult<ExitCode> {
         None => std::thread::available_parallelism().map_or(1, usize::from),
     }
     .min(clients);
-    let mut tracker = CheckpointTracker::new(daemon.pinned.clone(), daemon.trusted.clone())?;
+    // One tracker per replica's log, with a client of that replica for its proofs.
+    let mut trackers = BTreeMap::new();
+    for log in daemon.replicas.policy().logs() {
+        let trusted = daemon.trusted.get(&log.identity.origin).cloned();
+        let tracker = CheckpointTracker::new(log.identity.clone(), trusted)?;
+        let replica = daemon.client.at(&daemon.replicas.url_of(log));
+        trackers.insert(log.identity.origin.clone(), (tracker, replica));
+    }
     let (checkpoints, mut seen) = mpsc::unbounded_channel();
     let began = Instant::now();
     let shared = Arc::new(Shared {
@@ -239,7 +248,7 @@ pub(crate) async fn bench(args: BenchArgs) -> CliResult<ExitCode> {
         server: daemon.service.as_str().to_owned(),
         ca_cert: args.client.ca_cert.clone(),
         source_addrs: args.source_addrs.clone().map(|addrs| addrs.0),
-        pinned: daemon.pinned.clone(),
+        replicas: daemon.replicas.clone(),
         payload: RequestPayload {
             wasm,
             ..RequestPayload::default()
@@ -270,7 +279,7 @@ pub(crate) async fn bench(args: BenchArgs) -> CliResult<ExitCode> {
             batch.push(checkpoint);
         }
         if tracked.inconsistent.is_none() {
-            track(&daemon.client, &mut tracker, batch, &mut tracked).await;
+            track(&mut trackers, batch, &mut tracked).await;
             if tracked.inconsistent.is_some() {
                 shared.stop.store(true, Ordering::Relaxed);
             }
@@ -288,11 +297,18 @@ pub(crate) async fn bench(args: BenchArgs) -> CliResult<ExitCode> {
     if let Some(error) = &tracked.inconsistent {
         tally.error(error_kind(error), error);
     }
-    if tracked.inconsistent.is_none()
-        && let Some(latest) = tracker.latest()
-    {
-        daemon.remember(latest).await?;
+    if tracked.inconsistent.is_none() {
+        for (tracker, _) in trackers.values() {
+            if let Some(latest) = tracker.latest() {
+                daemon.remember(tracker.identity(), latest).await?;
+            }
+        }
     }
+    let sizes: Vec<u64> = trackers
+        .values()
+        .filter_map(|(tracker, _)| tracker.latest())
+        .map(|latest| latest.checkpoint.size)
+        .collect();
 
     let verified = tally.latency_us.len();
     let report = Report {
@@ -302,7 +318,7 @@ pub(crate) async fn bench(args: BenchArgs) -> CliResult<ExitCode> {
         clients,
         threads,
         tracked: &tracked,
-        checkpoint_size: tracker.latest().map(|latest| latest.checkpoint.size),
+        checkpoint_size: (!sizes.is_empty()).then(|| sizes.iter().sum()),
         source_addrs: args.source_addrs.as_ref().map_or(0, |addrs| addrs.0.len()),
     };
     if args.json {
@@ -337,7 +353,7 @@ struct ThreadConfig {
     server: String,
     ca_cert: Option<PathBuf>,
     source_addrs: Option<Vec<IpAddr>>,
-    pinned: PinnedIdentity,
+    replicas: Replicas,
     payload: RequestPayload,
 }
 
@@ -347,7 +363,7 @@ fn client_thread(
     indices: &[usize],
     shared: &Arc<Shared>,
     config: &Arc<ThreadConfig>,
-    checkpoints: &mpsc::UnboundedSender<SignedCheckpoint>,
+    checkpoints: &mpsc::UnboundedSender<(String, SignedCheckpoint)>,
 ) -> Tally {
     let tally = Rc::new(RefCell::new(Tally::new()));
     actix_rt::System::new().block_on(async {
@@ -401,7 +417,7 @@ async fn client_loop(
     client: Client,
     shared: Arc<Shared>,
     config: Arc<ThreadConfig>,
-    checkpoints: mpsc::UnboundedSender<SignedCheckpoint>,
+    checkpoints: mpsc::UnboundedSender<(String, SignedCheckpoint)>,
     tally: Rc<RefCell<Tally>>,
 ) {
     let mut payload = config.payload.clone();
@@ -410,8 +426,9 @@ async fn client_loop(
             Ok(seed) => {
                 payload.seed = Some(seed);
                 let started = Instant::now();
+                // Unchained: the process's trackers prove each log's consistency.
                 client
-                    .execute_unchained(&config.pinned, &payload)
+                    .execute_routed(&config.replicas, &payload, &BTreeMap::new())
                     .await
                     .map(|execution| (started.elapsed(), execution))
             }
@@ -426,7 +443,7 @@ async fn client_loop(
                     .saturating_record(micros.clamp(1, MAX_LATENCY_US));
                 shared.verified.fetch_add(1, Ordering::Relaxed);
                 // Closed only once the tracker gave up on an inconsistent log.
-                let _ = checkpoints.send(execution.checkpoint);
+                let _ = checkpoints.send((execution.identity.origin, execution.checkpoint));
             }
             Err(error) => {
                 tally.borrow_mut().error(error_kind(&error), &error);
@@ -452,19 +469,22 @@ struct Tracked {
     inconsistent: Option<ClientError>,
 }
 
-/// Moves the process's one tracker through a batch of verified sessions' checkpoints, smallest
-/// first: a checkpoint larger than the tracked one needs a consistency proof from it, one of the
-/// same size must be the same tree, and a smaller one is skipped (its session's leaf was proven
-/// included in it, and the tracker only moves forward).
+/// Moves each replica's tracker through a batch of verified sessions' checkpoints (by origin),
+/// smallest first: a checkpoint larger than the tracked one needs a consistency proof from it,
+/// one of the same size must be the same tree, and a smaller one is skipped (its session's leaf
+/// was proven included in it, and the tracker only moves forward).
 async fn track(
-    client: &Client,
-    tracker: &mut CheckpointTracker,
-    mut batch: Vec<SignedCheckpoint>,
+    trackers: &mut BTreeMap<String, (CheckpointTracker, Client)>,
+    mut batch: Vec<(String, SignedCheckpoint)>,
     tracked: &mut Tracked,
 ) {
-    batch.sort_by_key(|checkpoint| checkpoint.checkpoint.size);
+    batch.sort_by(|(a, x), (b, y)| (a, x.checkpoint.size).cmp(&(b, y.checkpoint.size)));
     batch.dedup();
-    for checkpoint in batch {
+    for (origin, checkpoint) in batch {
+        // Execution checked the signature against a policy log, so its origin has a tracker.
+        let Some((tracker, client)) = trackers.get_mut(&origin) else {
+            continue;
+        };
         let latest = tracker.latest().map(|latest| &latest.checkpoint);
         if latest.is_some_and(|latest| {
             checkpoint.checkpoint.size < latest.size || checkpoint.checkpoint == *latest

@@ -1,17 +1,21 @@
 //! The `wasm-hypervisor` command line: `serve` runs the daemon, `run` is its client, `audit`
-//! checks its log, and `bench` loads it with verified sessions.
+//! checks its log, `bench` loads it with verified sessions, and `policy` writes the policy of
+//! a service of replicas.
 
 mod audit;
 mod bench;
+mod policy;
 mod run;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
+use crate::client::protocol::policy::{MAX_POLICY_BYTES, Policy};
 use crate::client::trust::{ServiceUrl, TrustStore};
-use crate::client::{Client, PinnedIdentity, SignedCheckpoint};
+use crate::client::{Client, ClientError, PinnedIdentity, Replicas, SignedCheckpoint};
 use crate::config::ServeArgs;
 
 #[derive(Debug, Parser)]
@@ -28,7 +32,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon.
-    Serve(ServeArgs),
+    // Boxed: its many settings would make every `Command` as large.
+    Serve(Box<ServeArgs>),
     /// Seal a program to the daemon, run it, verify the answer and print the program's output.
     ///
     /// Exits with the program's exit code, 125 if the program did not run to completion
@@ -45,6 +50,10 @@ enum Command {
     /// Prints sessions/s, latency percentiles and errors by kind (`--json` for machines). Exits
     /// 1 if an answer failed verification, the log was inconsistent, or no session verified.
     Bench(bench::BenchArgs),
+    /// Print the policy of a service of replicas (PROTOCOL.md §9) to stdout: one `log` line
+    /// per replica URL, with the note verifier key its `GET /identity` publishes, and
+    /// `quorum none`. Serve the result with `serve --policy-file`, and hand it to clients.
+    Policy(policy::PolicyArgs),
 }
 
 /// Where the client keeps what it trusts: pinned identities and the last checkpoint of each.
@@ -64,21 +73,28 @@ struct ClientArgs {
     /// For an `https://` server: the PEM certificate (or issuing CA) to trust.
     #[arg(long, env = "WASM_HYPERVISOR_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    /// The service's policy (PROTOCOL.md §9), obtained out of band, instead of its
+    /// `GET /policy`; pinned on first use either way, and refused if it changes
+    /// [default: none, the service's own `GET /policy`].
+    #[arg(long, env = "WASM_HYPERVISOR_POLICY")]
+    policy: Option<PathBuf>,
 }
 
-/// A daemon as the client commands see it: its service URL, a client of it, the trust store,
-/// its identity (pinned on first use) and the last checkpoint trusted for it.
+/// A service as the client commands see it: its URL, a client of it, the trust store, its
+/// replicas (the policy pinned on first use) and the last checkpoint trusted for each origin.
 struct Connected {
     service: ServiceUrl,
     client: Client,
     store: TrustStore,
-    pinned: PinnedIdentity,
-    trusted: Option<SignedCheckpoint>,
+    replicas: Replicas,
+    trusted: BTreeMap<String, SignedCheckpoint>,
 }
 
 impl ClientArgs {
-    /// Fetches the daemon's identity and pins it, or requires it to be the one pinned for the
-    /// service, under whichever spelling of its URL it was pinned.
+    /// Gets the service's policy (the `--policy` file, else `GET /policy`) and pins it, or
+    /// requires it to be the one pinned for the service, under whichever spelling of its URL
+    /// it was pinned; then brings every replica's trusted checkpoint forward, each proven
+    /// consistent with the one trusted before.
     async fn connect(&self) -> CliResult<Connected> {
         let service = ServiceUrl::parse(&self.server)?;
         let client = match &self.ca_cert {
@@ -86,34 +102,113 @@ impl ClientArgs {
             None => Client::new(service.as_str()),
         };
         let store = TrustStore::in_dir(&self.client_dir);
-        let pinned = client.identity().await?;
-        if store.pin(&service, &pinned)? {
-            eprintln!(
-                "wasm-hypervisor: pinned {service} as {} (fingerprint {})",
-                pinned.origin,
-                hex::encode(pinned.fingerprint())
-            );
+        let policy = match &self.policy {
+            Some(path) => read_policy(path)?,
+            None => client.policy().await?,
+        };
+        if store.pin_policy(&service, &policy)? {
+            for log in policy.logs() {
+                let place = log
+                    .url
+                    .as_ref()
+                    .map_or_else(String::new, |url| format!(" at {url}"));
+                eprintln!(
+                    "wasm-hypervisor: pinned {service} as {}{place} (fingerprint {})",
+                    log.identity.origin,
+                    hex::encode(log.identity.fingerprint())
+                );
+            }
         }
-        let trusted = store.checkpoint(&service, &pinned)?;
-        Ok(Connected {
+        let mut connected = Connected {
+            replicas: Replicas::new(service.as_str(), policy),
             service,
             client,
             store,
-            pinned,
-            trusted,
-        })
+            trusted: BTreeMap::new(),
+        };
+        connected.refresh().await?;
+        Ok(connected)
     }
 }
 
+/// A policy file given out of band, bounded as the daemon bounds it.
+fn read_policy(path: &Path) -> CliResult<Policy> {
+    let bytes = std::fs::read(path)
+        .map_err(|error| format!("cannot read the policy {}: {error}", path.display()))?;
+    if bytes.len() > MAX_POLICY_BYTES {
+        return Err(format!("the policy {} is too long", path.display()).into());
+    }
+    Ok(Policy::parse(&bytes).map_err(|error| format!("{}: {error}", path.display()))?)
+}
+
 impl Connected {
-    /// Keeps `seen` as the trusted checkpoint, proven consistent with what the store holds.
-    async fn remember(&self, seen: &SignedCheckpoint) -> CliResult<()> {
-        self.client
+    /// A client of the replica whose identity is `identity`.
+    fn replica(&self, identity: &PinnedIdentity) -> CliResult<Client> {
+        let log = self
+            .replicas
+            .policy()
+            .logs()
+            .iter()
+            .find(|log| log.identity == *identity)
+            .ok_or_else(|| format!("{} is not in the pinned policy", identity.origin))?;
+        Ok(self.client.at(&self.replicas.url_of(log)))
+    }
+
+    /// Every replica's latest checkpoint, proven consistent with the one trusted for its
+    /// origin and kept as the trusted one. A replica that cannot be reached is skipped with a
+    /// warning (its sessions cannot run anyway); one whose log does not extend what was trusted
+    /// stops the run.
+    async fn refresh(&mut self) -> CliResult<()> {
+        for log in self.replicas.policy().logs().to_vec() {
+            let identity = &log.identity;
+            let replica = self.client.at(&self.replicas.url_of(&log));
+            let trusted = self.store.checkpoint(&self.service, identity)?;
+            let latest = match replica.checkpoint(identity).await {
+                Ok(latest) => latest,
+                Err(error @ (ClientError::Transport { .. } | ClientError::Server { .. }))
+                | Err(error @ ClientError::InvalidResponse(_)) => {
+                    eprintln!(
+                        "wasm-hypervisor: warning: cannot refresh the checkpoint of {} at {}: {error}",
+                        identity.origin,
+                        replica.base_url()
+                    );
+                    if let Some(trusted) = trusted {
+                        self.trusted.insert(identity.origin.clone(), trusted);
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if let Some(trusted) = &trusted {
+                replica
+                    .verify_consistency(&trusted.checkpoint, &latest.checkpoint)
+                    .await?;
+            }
+            replica
+                .remember(
+                    &self.store,
+                    &self.service,
+                    identity,
+                    trusted.as_ref(),
+                    &latest,
+                )
+                .await?;
+            if let Some(now) = self.store.checkpoint(&self.service, identity)? {
+                self.trusted.insert(identity.origin.clone(), now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps `seen`, signed by `identity`, as its trusted checkpoint, proven consistent with
+    /// what the store holds.
+    async fn remember(&self, identity: &PinnedIdentity, seen: &SignedCheckpoint) -> CliResult<()> {
+        self.replica(identity)?
             .remember(
                 &self.store,
                 &self.service,
-                &self.pinned,
-                self.trusted.as_ref(),
+                identity,
+                self.trusted.get(&identity.origin),
                 seen,
             )
             .await?;
@@ -139,17 +234,18 @@ pub fn main() -> ExitCode {
     };
     let log_filter = match &cli.command {
         Command::Serve(args) => args.log_level.as_str(),
-        Command::Run(_) | Command::Audit(_) | Command::Bench(_) => "warn",
+        Command::Run(_) | Command::Audit(_) | Command::Bench(_) | Command::Policy(_) => "warn",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(log_filter))
         .format_timestamp_millis()
         .init();
     let result = actix_rt::System::new().block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(args).await,
             Command::Audit(args) => audit::audit(args).await,
             Command::Bench(args) => bench::bench(args).await,
+            Command::Policy(args) => policy::policy(args).await,
         }
     });
     result.unwrap_or_else(|error| {

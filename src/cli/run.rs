@@ -1,6 +1,6 @@
-//! `wasm-hypervisor run`: seals a program to the daemon, verifies everything that comes back
-//! (commitments, the audit proof, consistency with the last trusted checkpoint), and prints the
-//! program's output.
+//! `wasm-hypervisor run`: seals a program to the daemon (the replica that announced the
+//! session, PROTOCOL.md §9), verifies everything that comes back (commitments, the audit proof,
+//! consistency with the last trusted checkpoint), and prints the program's output.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -80,9 +80,11 @@ pub(crate) async fn run(args: RunArgs) -> CliResult<ExitCode> {
     let daemon = args.client.connect().await?;
     let execution = daemon
         .client
-        .execute(&daemon.pinned, &payload, daemon.trusted.as_ref())
+        .execute_routed(&daemon.replicas, &payload, &daemon.trusted)
         .await?;
-    daemon.remember(&execution.checkpoint).await?;
+    daemon
+        .remember(&execution.identity, &execution.checkpoint)
+        .await?;
     if let Some(dir) = &args.save {
         save(dir, &execution)?;
     }

@@ -2,13 +2,17 @@
 //! actix-http's `HttpService` rather than actix-web's `HttpServer`, which has no per-address
 //! connection cap and no write timeout (actix-web issue #1751): here a public connection is
 //! admitted against the total and its address's share of connections, given time bounds for
-//! its request heads, its keep-alive and its writes, and only then handed to HTTP. Request
-//! bodies are bounded where they are read (`http::body`); `/metrics` is served only on the
-//! admin listener.
+//! its request heads, its keep-alive and its writes, and only then handed to HTTP. A
+//! connection from a trusted proxy is counted against the total at once and against the share
+//! of the client the proxy relays for once its PROXY header has said who that is (`proxy`);
+//! HTTP sees that client as the connection's peer. Request bodies are bounded where they are
+//! read (`http::body`); `/metrics` is served only on the admin listener.
 
+mod proxy;
 mod stream;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,12 +26,14 @@ use actix_web::web;
 use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
 use wasm_hypervisor_actors::Error;
 use wasm_hypervisor_actors::metrics::Metrics;
-use wasm_hypervisor_actors::shares::{ClientAddress, Share};
+use wasm_hypervisor_actors::shares::{ClientAddress, Refusal, Share};
 
 use crate::http::{self, AppState};
+pub use proxy::{InvalidProxyAddress, TrustedProxies};
+use proxy::{ProxyHeaderError, read_header};
 use stream::EdgeStream;
 
-/// The bounds of every public connection.
+/// The bounds of every public connection, and whom it is counted against.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     /// Public connections open at once; a connection past it, or past its address's share of
@@ -35,14 +41,18 @@ pub struct ConnectionLimits {
     /// without waiting). Lowered at start-up to what the open-file limit leaves.
     /// Default: 10 000.
     pub max_connections: usize,
-    /// Longest wait for a request's head (its line and headers); then the connection is
-    /// closed. Default: 10 s.
+    /// Longest wait for a request's head (its line and headers), and for the PROXY header of
+    /// a trusted proxy's connection before that; then the connection is closed. Default: 10 s.
     pub header_timeout: Duration,
     /// Longest a connection may stay idle between requests. Default: 15 s.
     pub keep_alive: Duration,
     /// Longest a write may wait for the client to read; then the connection is closed.
     /// Default: 30 s.
     pub write_timeout: Duration,
+    /// Peers whose connections must begin with a PROXY protocol v2 header, whose source
+    /// address is then the client's for every per-address share; any other peer's bytes are
+    /// HTTP. Default: none.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ConnectionLimits {
@@ -52,6 +62,7 @@ impl Default for ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(15),
             write_timeout: Duration::from_secs(30),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -104,6 +115,12 @@ pub(crate) fn serve(
     connections: Arc<Share>,
     state: &web::Data<AppState>,
 ) -> std::io::Result<Listeners> {
+    if !limits.trusted_proxies.is_empty() {
+        log::info!(
+            "connections from {} must begin with a PROXY protocol v2 header",
+            limits.trusted_proxies
+        );
+    }
     // The daemon stops in phases on its own signal handling (`run_until_signalled`).
     let builder = Server::build().disable_signals();
     let listener = bind(public)?;
@@ -112,6 +129,8 @@ pub(crate) fn serve(
         connections,
         metrics: Arc::clone(&state.metrics),
         write_timeout: limits.write_timeout,
+        header_timeout: limits.header_timeout,
+        trusted_proxies: Arc::new(limits.trusted_proxies.clone()),
         answers_in_plain_text: tls.is_none(),
     };
     let (head, state_for_public) = (HeadLimits::from(limits), state.clone());
@@ -236,12 +255,15 @@ where
         .and_then(http.map_err(|_| ()))
 }
 
-/// Admits a public connection against the total and its address's share of connections.
+/// Admits a public connection against the total and its address's share of connections: the
+/// peer's, or for a trusted proxy's connection the address its PROXY header relays.
 #[derive(Clone)]
 struct Gate {
     connections: Arc<Share>,
     metrics: Arc<Metrics>,
     write_timeout: Duration,
+    header_timeout: Duration,
+    trusted_proxies: Arc<TrustedProxies>,
     /// Whether a refusal can be told in HTTP; on HTTPS it cannot before a handshake, which
     /// a refusal that costs nothing does not make.
     answers_in_plain_text: bool,
@@ -250,6 +272,19 @@ struct Gate {
 impl Gate {
     fn around<F>(self, inner: F) -> Gated<F> {
         Gated { gate: self, inner }
+    }
+
+    /// Closes a connection that its address's share or the total has no room for.
+    fn refuse(&self, io: &TcpStream, refusal: Refusal) {
+        self.metrics.refused("connections");
+        if self.answers_in_plain_text {
+            // Only what has arrived and what the socket takes at once: a refusal waits for
+            // nobody. Reading first lets the close be a FIN, not a reset that would discard
+            // the answer before the client reads it.
+            let _ = io.try_read(&mut [0; 4096]);
+            let answer = http::canned_response(&Error::refused(refusal, "connections"));
+            let _ = io.try_write(&answer);
+        }
     }
 }
 
@@ -278,7 +313,7 @@ where
         Box::pin(async move {
             Ok(GatedService {
                 gate,
-                inner: inner.await?,
+                inner: Rc::new(inner.await?),
             })
         })
     }
@@ -286,42 +321,83 @@ where
 
 struct GatedService<S> {
     gate: Gate,
-    inner: S,
+    /// Shared with the connections still reading their PROXY header.
+    inner: Rc<S>,
 }
 
 impl<S> Service<TcpStream> for GatedService<S>
 where
-    S: Service<EdgeStream, Response = (), Error = ()>,
+    S: Service<EdgeStream, Response = (), Error = ()> + 'static,
 {
     type Response = ();
     type Error = ();
-    type Future = Either<Ready<Result<(), ()>>, S::Future>;
+    type Future =
+        Either<Either<Ready<Result<(), ()>>, S::Future>, LocalBoxFuture<'static, Result<(), ()>>>;
 
     actix_service::forward_ready!(inner);
 
     fn call(&self, io: TcpStream) -> Self::Future {
         let Ok(peer) = io.peer_addr() else {
-            return Either::Left(ready(Ok(())));
+            return Either::Left(Either::Left(ready(Ok(()))));
         };
+        if self.gate.trusted_proxies.trust(peer.ip()) {
+            return Either::Right(self.relay(io, peer));
+        }
         match self.gate.connections.take(ClientAddress::of(peer.ip()), 1) {
-            Ok(place) => Either::Right(self.inner.call(EdgeStream::new(
+            Ok(place) => Either::Left(Either::Right(self.inner.call(EdgeStream::new(
                 io,
                 peer,
                 place,
                 self.gate.write_timeout,
-            ))),
+            )))),
             Err(refusal) => {
-                self.gate.metrics.refused("connections");
-                if self.gate.answers_in_plain_text {
-                    // Only what has arrived and what the socket takes at once: a refusal waits
-                    // for nobody. Reading first lets the close be a FIN, not a reset that
-                    // would discard the answer before the client reads it.
-                    let _ = io.try_read(&mut [0; 4096]);
-                    let answer = http::canned_response(&Error::refused(refusal, "connections"));
-                    let _ = io.try_write(&answer);
-                }
-                Either::Left(ready(Ok(())))
+                self.gate.refuse(&io, refusal);
+                Either::Left(Either::Left(ready(Ok(()))))
             }
         }
+    }
+}
+
+impl<S> GatedService<S>
+where
+    S: Service<EdgeStream, Response = (), Error = ()> + 'static,
+{
+    /// A trusted proxy's connection: its place in the total is held while its PROXY header is
+    /// read, and then charged to the share of the client the header names, never to the
+    /// proxy's own, which would make every client behind the proxy one address.
+    fn relay(
+        &self,
+        mut io: TcpStream,
+        proxy: SocketAddr,
+    ) -> LocalBoxFuture<'static, Result<(), ()>> {
+        let mut place = match self.gate.connections.take_unassigned(1) {
+            Ok(place) => place,
+            Err(refusal) => {
+                self.gate.refuse(&io, refusal);
+                return Box::pin(ready(Ok(())));
+            }
+        };
+        let gate = self.gate.clone();
+        let inner = Rc::clone(&self.inner);
+        Box::pin(async move {
+            let header = actix_rt::time::timeout(gate.header_timeout, read_header(&mut io))
+                .await
+                .unwrap_or(Err(ProxyHeaderError::TimedOut));
+            let client = match header {
+                Ok(relayed) => relayed.unwrap_or(proxy),
+                Err(error) => {
+                    gate.metrics.refused("proxy_header");
+                    log::debug!("closed a connection from the trusted proxy {proxy}: {error}");
+                    return Ok(());
+                }
+            };
+            if let Err(refusal) = place.assign_to(ClientAddress::of(client.ip())) {
+                gate.refuse(&io, refusal);
+                return Ok(());
+            }
+            inner
+                .call(EdgeStream::new(io, client, place, gate.write_timeout))
+                .await
+        })
     }
 }

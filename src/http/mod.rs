@@ -4,6 +4,7 @@
 
 mod body;
 mod error;
+mod policy;
 mod rate;
 mod read_budget;
 
@@ -38,6 +39,7 @@ use wasm_hypervisor_protocol::sealing::{FramingError, SealedRequest};
 pub(crate) use body::Bodies;
 pub use body::BodyLimits;
 pub(crate) use error::{ApiError, canned_response};
+pub(crate) use policy::PolicySource;
 pub use rate::RateConfig;
 pub(crate) use rate::RateLimit;
 pub(crate) use read_budget::ReadBudget;
@@ -49,6 +51,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) readiness: Readiness,
     pub(crate) identity: api::Identity,
+    /// What `GET /policy` serves.
+    pub(crate) policy: PolicySource,
     pub(crate) max_request_bytes: usize,
     /// Bounds the kept results being sent at once.
     pub(crate) result_reads: ReadBudget,
@@ -108,6 +112,7 @@ fn public_routes(config: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/identity", web::get().to(identity))
+        .route("/policy", web::get().to(policy::policy))
         .route("/sessions", web::post().to(create_session))
         .route("/sessions/{session_id}/execute", web::post().to(execute))
         .route("/sessions/{session_id}/result", web::get().to(result))
@@ -117,8 +122,8 @@ fn public_routes(config: &mut web::ServiceConfig) {
         .route("/audit/{session_id}", web::get().to(audit_session));
 }
 
-/// Whom a request's shares are counted against: the connection's peer. Behind a proxy this is
-/// the proxy, unless the proxy is trusted to say whom it speaks for; no header says it.
+/// Whom a request's shares are counted against: the connection's peer, which for a trusted
+/// proxy's connection is the client its PROXY header named (`edge`); no HTTP header says it.
 fn client_address(request: &HttpRequest) -> ClientAddress {
     let unknown = std::net::IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED);
     ClientAddress::of(request.peer_addr().map_or(unknown, |peer| peer.ip()))

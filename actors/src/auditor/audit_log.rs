@@ -178,9 +178,14 @@ impl SubtreeHashes for Stored<'_> {
     }
 }
 
-/// A batch's new subtree hashes over the store's, before the batch is written.
+/// A batch's new subtree hashes over the log's before the batch is written. Every hash an
+/// inclusion proof of a batch's leaf needs is one the batch completes or one on the old right
+/// edge (its left siblings are the perfect subtrees of its index's binary decomposition, which
+/// the old size shares up to the first subtree the batch completes), so appending reads nothing
+/// from the store; the store stays the fallback.
 struct Overlay<'a> {
     fresh: HashMap<(u8, u64), Digest>,
+    old_edge: &'a RightEdge,
     stored: Stored<'a>,
 }
 
@@ -188,9 +193,12 @@ impl SubtreeHashes for Overlay<'_> {
     type Error = AuditError;
 
     fn subtree_hash(&self, level: u8, index: u64) -> Result<Digest, AuditError> {
-        match self.fresh.get(&(level, index)) {
-            Some(hash) => Ok(*hash),
-            None => self.stored.subtree_hash(level, index),
+        if let Some(hash) = self.fresh.get(&(level, index)) {
+            return Ok(*hash);
+        }
+        match self.old_edge.subtree_hash(level, index) {
+            Ok(hash) => Ok(hash),
+            Err(_) => self.stored.subtree_hash(level, index),
         }
     }
 }
@@ -300,6 +308,7 @@ impl AuditLog {
         let checkpoint = signed_checkpoint(&self.identity, &self.origin, new_size, edge.root());
         let overlay = Overlay {
             fresh: subtrees.iter().map(|&(l, i, h)| ((l, i), h)).collect(),
+            old_edge: &self.edge,
             stored: Stored(&*self.store),
         };
         let mut requests_opened = Vec::new();
@@ -728,6 +737,34 @@ mod tests {
             subtree_reads <= 1002u64.count_ones() as usize + 2 * 2 * 11,
             "{subtree_reads} subtree reads"
         );
+    }
+
+    #[test]
+    fn appending_proves_each_leaf_without_reading_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Tampered::over(store::open(StoreKind::Redb, dir.path()).unwrap());
+        let subtree_reads = Arc::clone(&store.subtree_reads);
+        let (mut log, _) = open(Box::new(store)).unwrap();
+        let mut id = 0u8;
+        // Batches of 1 to 9 leaves cross every kind of boundary between old and new subtrees.
+        for batch_len in (1..=9u8).cycle().take(54) {
+            let leaves = (0..batch_len)
+                .map(|_| {
+                    id = id.wrapping_add(1);
+                    request(id)
+                })
+                .collect();
+            let before = subtree_reads.load(Ordering::Relaxed);
+            let appended = log.append(leaves).unwrap();
+            assert_eq!(subtree_reads.load(Ordering::Relaxed), before);
+            for appended in appended {
+                let from_store = log
+                    .entry(appended.entry.index, appended.entry.leaf.clone())
+                    .unwrap();
+                assert_eq!(appended.entry, from_store);
+            }
+        }
+        assert_eq!(log.size(), 6 * 45);
     }
 
     #[test]

@@ -51,8 +51,14 @@ pub struct Auditor {
 }
 
 impl Auditor {
-    /// Starts the writer thread with an opened log, and the auditor on an arbiter of its own.
-    pub fn start_with(log: AuditLog, metrics: Arc<Metrics>) -> (Addr<Self>, LogHealth) {
+    /// Starts the writer thread with an opened log, and the auditor on `arbiter`. The daemon
+    /// gives it the supervisor's: every session's two appends then pass between the two
+    /// actors without waking another thread.
+    pub fn start_with(
+        log: AuditLog,
+        metrics: Arc<Metrics>,
+        arbiter: &ArbiterHandle,
+    ) -> (Addr<Self>, LogHealth) {
         metrics.log_grew(log.size());
         let health = LogHealth(Arc::new(AtomicBool::new(true)));
         // The factory must be `Sync`; its one thread takes the log exactly once.
@@ -65,7 +71,7 @@ impl Auditor {
             },
         );
         let auditor_health = health.clone();
-        let auditor = Self::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
+        let auditor = Self::start_in_arbiter(arbiter, move |_| Self {
             writer,
             metrics,
             queued: Vec::new(),
@@ -378,7 +384,7 @@ mod tests {
             ResultRetention::default(),
         )
         .unwrap();
-        let (auditor, health) = Auditor::start_with(log, Arc::default());
+        let (auditor, health) = Auditor::start_with(log, Arc::default(), &Arbiter::current());
         let appends: Vec<_> = (0..64)
             .map(|n| auditor.send(Append(leaf(n).into())))
             .collect();
@@ -432,7 +438,7 @@ mod tests {
             ResultRetention::default(),
         )
         .unwrap();
-        let (auditor, health) = Auditor::start_with(log, Arc::default());
+        let (auditor, health) = Auditor::start_with(log, Arc::default(), &Arbiter::current());
         auditor.send(Append(leaf(1).into())).await.unwrap().unwrap();
         let failed = auditor.send(Append(leaf(2).into())).await.unwrap();
         assert!(matches!(failed, Err(AuditError::Store(_))), "{failed:?}");

@@ -347,7 +347,9 @@ fn pause(call: Result<ResumableCall, Error>, outputs: Vec<Val>) -> Result<Stage,
     }
 }
 
-fn engine_config(config: &SandboxConfig) -> Config {
+/// The wasmi configuration every run uses: fuel, limits and the exact feature set of
+/// [`ENGINE`]. Public so that benchmarks can run bare wasmi exactly as configured here.
+pub fn engine_config(config: &SandboxConfig) -> Config {
     let mut engine = Config::default();
     engine
         .consume_fuel(true)

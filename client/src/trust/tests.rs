@@ -318,3 +318,113 @@ fn an_edited_store_is_refused() {
         Err(TrustError::Corrupt { .. })
     ));
 }
+
+fn log(byte: u8, url: Option<&str>) -> PolicyLog {
+    PolicyLog {
+        identity: identity(byte),
+        url: url.map(str::to_owned),
+    }
+}
+
+#[test]
+fn a_policy_is_pinned_on_first_use_and_a_changed_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TrustStore::in_dir(dir.path());
+    let service = url("http://lb:8080");
+    let two = Policy::new(vec![
+        log(1, Some("http://lb:8080/r/0/")),
+        log(2, Some("http://lb:8080/r/1/")),
+    ])
+    .unwrap();
+    assert!(store.policy(&service).unwrap().is_none());
+    assert!(store.pin_policy(&service, &two).unwrap());
+    assert!(store.policy(&service).unwrap().unwrap().same_logs(&two));
+    let reordered = Policy::new(two.logs().iter().rev().cloned().collect()).unwrap();
+    assert!(!store.pin_policy(&service, &reordered).unwrap());
+    // Each replica's checkpoint is kept apart, and survives a re-pin of the same policy.
+    let (first, second) = (signed(1, 3), signed(2, 5));
+    store
+        .compare_and_swap(&service, &identity(1), None, &first)
+        .unwrap();
+    store
+        .compare_and_swap(&service, &identity(2), None, &second)
+        .unwrap();
+    assert!(!store.pin_policy(&service, &two).unwrap());
+    assert_eq!(
+        store.checkpoint(&service, &identity(1)).unwrap(),
+        Some(first)
+    );
+    assert_eq!(
+        store.checkpoint(&service, &identity(2)).unwrap(),
+        Some(second)
+    );
+    for changed in [
+        Policy::new(vec![log(1, Some("http://lb:8080/r/0/"))]).unwrap(),
+        Policy::new(vec![
+            log(1, Some("http://lb:8080/r/0/")),
+            log(3, Some("http://lb:8080/r/1/")),
+        ])
+        .unwrap(),
+        Policy::new(vec![
+            log(1, Some("http://lb:8080/r/0/")),
+            log(2, Some("http://elsewhere/")),
+        ])
+        .unwrap(),
+    ] {
+        assert!(matches!(
+            store.pin_policy(&service, &changed),
+            Err(TrustError::PolicyChanged { .. })
+        ));
+    }
+    assert!(store.policy(&service).unwrap().unwrap().same_logs(&two));
+}
+
+#[test]
+fn an_identity_pinned_by_version_1_is_the_one_log_policy_of_a_standalone_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let pinned = identity(1);
+    let version_1 = serde_json::json!({
+        "version": 1,
+        "services": { "http://h:1/": { "identities": { pinned.origin.clone(): {
+            "public_key": base64_encode(&pinned.key.sec1()),
+            "fingerprint": hex::encode(pinned.fingerprint()),
+            "checkpoint": signed(1, 4).note(),
+        } } } }
+    });
+    fs::write(&path, version_1.to_string()).unwrap();
+    let store = TrustStore::in_dir(dir.path());
+    let service = url("http://h:1");
+    let standalone = Policy::new(vec![log(1, None)]).unwrap();
+    assert!(!store.pin_policy(&service, &standalone).unwrap());
+    let unchanged: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(unchanged["version"], 1, "reading writes nothing");
+    store
+        .compare_and_swap(
+            &service,
+            &pinned,
+            Some(&signed(1, 4).checkpoint),
+            &signed(1, 4),
+        )
+        .unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(written["version"], 2);
+    let replicated = Policy::new(vec![log(1, Some("http://h:1/r/0/"))]).unwrap();
+    assert!(matches!(
+        store.pin_policy(&service, &replicated),
+        Err(TrustError::PolicyChanged { .. })
+    ));
+    fs::write(
+        &path,
+        version_1
+            .to_string()
+            .replace("\"version\":1", "\"version\":3"),
+    )
+    .unwrap();
+    assert!(matches!(
+        store.policy(&service),
+        Err(TrustError::Corrupt { .. })
+    ));
+}

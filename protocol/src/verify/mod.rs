@@ -18,6 +18,7 @@ use crate::identity::{IdentityPublicKey, validate_origin};
 use crate::leaf::Leaf;
 use crate::merkle;
 use crate::payload::PayloadError;
+use crate::policy::{Policy, PolicyLog};
 
 /// Why a verifier refused what it was given. Nothing refused may be trusted or shown as output.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +133,21 @@ impl Verifier {
             return Err(VerifyError::Identity("not the pinned (origin, key)"));
         }
         Ok(())
+    }
+
+    /// The log of `policy` that made an announcement: the one whose key's fingerprint is the
+    /// TBS's `identity_fpr` (§9), never a JSON field. Only a lookup: the announcement is
+    /// trusted once [`Self::check_announcement`] of that log's identity passed.
+    pub fn announcing_log<'p>(
+        policy: &'p Policy,
+        created: &api::SessionCreated,
+    ) -> Result<&'p PolicyLog, VerifyError> {
+        let announcement = Announcement::from_tbs(&created.announcement)?;
+        policy
+            .log_by_fingerprint(&announcement.identity_fpr)
+            .ok_or(VerifyError::Identity(
+                "the announcement's identity_fpr is not a key of the pinned policy",
+            ))
     }
 
     /// Every check §3 asks of a client before it seals: the signature against the pinned key,

@@ -340,6 +340,36 @@ fn the_announcement_is_checked_against_the_pinned_identity_and_the_ticket() {
 }
 
 #[test]
+fn the_announcing_log_is_found_by_identity_fpr_among_the_policy_logs() {
+    use crate::policy::{Policy, PolicyLog};
+    let stranger = IdentityKey::from_secret_bytes(&[0x43; 32])
+        .unwrap()
+        .public();
+    let log = |identity: PinnedIdentity, url: &str| PolicyLog {
+        identity,
+        url: Some(url.into()),
+    };
+    let other = PinnedIdentity {
+        origin: stranger.default_origin(),
+        key: stranger,
+    };
+    let policy = Policy::new(vec![
+        log(other.clone(), "http://a/"),
+        log(pinned(), "http://b/"),
+    ])
+    .unwrap();
+    let created = Daemon::new().created();
+    let found = Verifier::announcing_log(&policy, &created).unwrap();
+    assert_eq!(found.identity, pinned());
+    assert_eq!(found.url.as_deref(), Some("http://b/"));
+    let without = Policy::new(vec![log(other, "http://a/")]).unwrap();
+    assert!(matches!(
+        Verifier::announcing_log(&without, &created),
+        Err(VerifyError::Identity(_))
+    ));
+}
+
+#[test]
 fn a_published_identity_is_pinned_only_when_its_fields_agree() {
     let key = identity_key();
     let identity = published(&key);
