@@ -18,6 +18,8 @@ checkpoint it saw. It asserts, in this order:
              announcement fails only with 502, in flight at the dying replica); once it is
              back, its sessions that were running answer 500 aborted with their
              request_commitment, and its log holds their aborted result leaves
+  rust       the repository's Rust client (`run`, `bench`), given the policy, works through
+             the same proxy
   logs       every replica's log is consistent with every checkpoint seen during the run
   stop       SIGTERM to cluster-up stops it and every process it started
 
@@ -51,6 +53,7 @@ from wasm_hypervisor_client.protocol import Checkpoint, Identity
 
 LOAD_SESSIONS = 150
 STREAM = 40  # short sessions per stream while a replica is killed
+RUST_SESSIONS = 30  # sessions of the Rust client's bench
 THREADS = 6
 # A long session: an endless loop, stopped by its time limit (or, on a fast machine, by the
 # most fuel a request may have).
@@ -484,6 +487,26 @@ def phase_kill(service: Service, cluster: Cluster) -> None:
         "and the log holds their aborted results")
 
 
+def phase_rust_client(service: Service, state: Path) -> None:
+    """The repository's own client (`wasm-hypervisor run` and `bench`), given the policy out of
+    band, through the same proxy: it routes by the policy as this test does."""
+    binary = os.environ["WASM_HYPERVISOR_BIN"]
+    client_dir = state.parent / "rust-client"
+    common = ["--server", service.url, "--client-dir", str(client_dir),
+              "--policy", str(state / "policy")]
+    hello = Path(__file__).resolve().parent.parent / "examples" / "hello.wat"
+    ran = subprocess.run([binary, "run", *common, str(hello)], capture_output=True, text=True,
+                         timeout=60)
+    check(ran.returncode == 0 and ran.stdout.startswith("hello"),
+          f"wasm-hypervisor run through the proxy: {ran.returncode} {ran.stderr.strip()[-300:]}")
+    bench = subprocess.run([binary, "bench", *common, "--sessions", str(RUST_SESSIONS),
+                            "--clients", "4", str(hello)], capture_output=True, text=True,
+                           timeout=120)
+    check(bench.returncode == 0,
+          f"wasm-hypervisor bench through the proxy: {bench.returncode} {bench.stderr.strip()[-300:]}")
+    say(f"rust client: run and a bench of {RUST_SESSIONS} sessions verified through the proxy")
+
+
 def phase_logs(service: Service) -> None:
     total = 0
     for n, replica in sorted(service.by_n.items()):
@@ -516,6 +539,7 @@ def main() -> int:
         phase_proxy_restart(service, cluster, runs)
         phase_drain(service, cluster)
         phase_kill(service, cluster)
+        phase_rust_client(service, state)
         phase_logs(service)
         pids = cluster.pids()
         code = cluster.stop()
