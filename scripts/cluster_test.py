@@ -6,6 +6,9 @@ identity_fpr, sends execute and result calls to that replica's prefix, requires 
 checkpoint to be signed by that replica, and checks every log's consistency with every
 checkpoint it saw. It asserts, in this order:
 
+  policy     GET /policy through the proxy is the file cluster-up wrote (out of band), and
+             each of its keys is its replica's GET /identity
+  answers    the proxy's own /healthz and /readyz; 404 outside a replica's prefix
   load       every session executed on the replica that announced it, its result checkpoint
              signed by that replica, its audit entries at that replica alone; every replica used
   proxy      HAProxy killed and started again loses no session: sessions announced before run
@@ -23,7 +26,7 @@ checkpoint it saw. It asserts, in this order:
   logs       every replica's log is consistent with every checkpoint seen during the run
   stop       SIGTERM to cluster-up stops it and every process it started
 
-Bounded: about 250 sessions; every wait has a deadline. Exits 1 with "FAIL: …" on the first
+Bounded: about 300 sessions; every wait has a deadline. Exits 1 with "FAIL: …" on the first
 failure. Arguments: the cluster-up script, a state directory for it, and a port free on
 127.0.0.10–13.
 """
