@@ -108,7 +108,10 @@ async fn forward(
         }
     }
     let Ok(mut answer) = upstream.send_body(body).await else {
-        return HttpResponse::BadGateway().body("<html>502 Bad Gateway</html>");
+        // What deploy/haproxy/haproxy.cfg answers.
+        return HttpResponse::BadGateway()
+            .content_type("application/json")
+            .body(r#"{"error":{"code":"replica_unavailable","message":"the replica closed the connection; do not send this request to another replica"}}"#);
     };
     let body = answer.body().limit(64 << 20).await.unwrap_or_default();
     let mut response = HttpResponse::build(answer.status());

@@ -452,8 +452,8 @@ impl Client {
         })
     }
 
-    /// A `502`, `503` or `504` that is not the daemon's own §7 answer comes from a load
-    /// balancer in front of it: the replica is down, and the request must stay with it.
+    /// A `502`, `503` or `504` that is not a replica's own §7 answer comes from a load
+    /// balancer in front of it (§9): the replica is down, and the request must stay with it.
     fn check_reached(
         &self,
         status: StatusCode,
@@ -461,7 +461,11 @@ impl Client {
         session_id: &str,
     ) -> Result<(), ClientError> {
         let gateway = matches!(status.as_u16(), 502..=504);
-        if gateway && serde_json::from_slice::<api::ErrorBody>(body).is_err() {
+        let from_load_balancer = || match serde_json::from_slice::<api::ErrorBody>(body) {
+            Ok(answer) => api::LOAD_BALANCER_ERROR_CODES.contains(&answer.error.code.as_str()),
+            Err(_) => true,
+        };
+        if gateway && from_load_balancer() {
             return Err(ClientError::ReplicaUnavailable {
                 url: self.base_url.clone(),
                 status: status.as_u16(),

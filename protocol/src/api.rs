@@ -343,6 +343,11 @@ pub struct ErrorBody {
     pub request_commitment: Option<String>,
 }
 
+/// The codes of a load balancer's own answers in front of replicas (§9): `502`/`503`
+/// `replica_unavailable` and `504 gateway_timeout`. No replica sends them; they say that the
+/// replica was not reached or did not answer, and a request must stay with it.
+pub const LOAD_BALANCER_ERROR_CODES: [&str; 2] = ["replica_unavailable", "gateway_timeout"];
+
 /// The `error` object of an HTTP error body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorDetail {
