@@ -7,6 +7,7 @@
 //! Every load loop is bounded in count and time.
 
 mod process;
+mod raw;
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -21,11 +22,11 @@ use wasm_hypervisor_protocol::commitment;
 use wasm_hypervisor_protocol::payload::RequestPayload;
 use wasm_hypervisor_protocol::sealing::{self, HEADER};
 
+use raw::{Conn, Response, refusals};
+
 const FLOOD: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const HELLO: &str = include_str!("programs/hello.wat");
-/// The longest any single answer may take before the test calls the daemon stuck.
-const PATIENCE: Duration = Duration::from_secs(45);
 
 /// One test at a time: each is a load on purpose.
 fn serially() -> MutexGuard<'static, ()> {
@@ -33,132 +34,6 @@ fn serially() -> MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// One HTTP/1.1 connection from a chosen local address.
-struct Conn {
-    stream: TcpStream,
-    /// Bytes read past the last response.
-    buffered: Vec<u8>,
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn code(&self) -> String {
-        serde_json::from_slice::<api::ErrorBody>(&self.body)
-            .map(|error| error.error.code)
-            .unwrap_or_default()
-    }
-}
-
-impl Conn {
-    fn open(from: IpAddr, to: SocketAddr) -> io::Result<Self> {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        socket.bind(&SocketAddr::new(from, 0).into())?;
-        socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
-        let stream = TcpStream::from(socket);
-        stream.set_read_timeout(Some(PATIENCE))?;
-        stream.set_write_timeout(Some(PATIENCE))?;
-        Ok(Self {
-            stream,
-            buffered: Vec::new(),
-        })
-    }
-
-    /// Writes a request head declaring `length` bytes of body.
-    fn head(&mut self, method: &str, path: &str, headers: &[(&str, &str)], length: usize) {
-        let mut head =
-            format!("{method} {path} HTTP/1.1\r\nhost: daemon\r\ncontent-length: {length}\r\n");
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.stream
-            .write_all(head.as_bytes())
-            .expect("the head is sent");
-    }
-
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<Response> {
-        self.head(method, path, headers, body.len());
-        self.stream.write_all(body)?;
-        self.response()
-    }
-
-    /// Reads one response, its body by its `content-length` or to the end of the stream.
-    fn response(&mut self) -> io::Result<Response> {
-        let end_of_head = loop {
-            if let Some(at) = self
-                .buffered
-                .windows(4)
-                .position(|four| four == b"\r\n\r\n")
-            {
-                break at;
-            }
-            self.fill()?;
-        };
-        let head = String::from_utf8_lossy(&self.buffered[..end_of_head]).into_owned();
-        self.buffered.drain(..end_of_head + 4);
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|line| line.split(' ').nth(1))
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("not an HTTP response: {head}")))?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-            .collect();
-        let mut response = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        match response
-            .header("content-length")
-            .and_then(|n| n.parse::<usize>().ok())
-        {
-            Some(length) => {
-                while self.buffered.len() < length {
-                    self.fill()?;
-                }
-                response.body = self.buffered.drain(..length).collect();
-            }
-            None => {
-                while self.fill().is_ok() {}
-                response.body = std::mem::take(&mut self.buffered);
-            }
-        }
-        Ok(response)
-    }
-
-    fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0; 16 << 10];
-        match self.stream.read(&mut chunk)? {
-            0 => Err(io::ErrorKind::UnexpectedEof.into()),
-            read => {
-                self.buffered.extend_from_slice(&chunk[..read]);
-                Ok(())
-            }
-        }
-    }
 }
 
 /// An announced session, its ticket and its announcement.
@@ -230,18 +105,6 @@ fn run_hello(from: IpAddr, to: SocketAddr, session: &Opened) -> Response {
     let mut conn = Conn::open(from, to).expect("connects");
     execute(&mut conn, session, &seal(session, &process::payload(HELLO)))
         .expect("execute is answered")
-}
-
-/// The daemon's count of refusals of `what`, from its admin listener.
-fn refusals(daemon: &process::Daemon, what: &str) -> u64 {
-    let admin = daemon.admin_addr.expect("an admin listener");
-    let mut conn = Conn::open(FLOOD, admin).expect("connects");
-    let metrics = conn.request("GET", "/metrics", &[], b"").expect("answered");
-    let series = format!("wasm_hypervisor_admissions_refused_total{{what=\"{what}\"}} ");
-    String::from_utf8_lossy(&metrics.body)
-        .lines()
-        .find_map(|line| line.strip_prefix(&series)?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn assert_served(response: &Response) {

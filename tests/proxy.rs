@@ -6,24 +6,24 @@
 
 mod common;
 mod process;
+mod raw;
 
 use std::io::{self, Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use wasm_hypervisor::config::TlsFiles;
+
+use raw::{Conn, Response, refusals};
 
 const PROXY: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10));
 const UNTRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const ANOTHER_UNTRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 const CLIENT_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const CLIENT_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-/// The longest any single answer may take before the test calls the daemon stuck.
-const PATIENCE: Duration = Duration::from_secs(45);
 const SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: daemon\r\n\r\n";
 
@@ -48,112 +48,26 @@ fn local() -> Vec<u8> {
     header
 }
 
-/// One HTTP/1.1 connection from a chosen local address.
-struct Conn {
-    stream: TcpStream,
-    buffered: Vec<u8>,
+/// A connection from `from`; the test's own sockets do not fail.
+fn connect(from: IpAddr, to: SocketAddr) -> Conn {
+    Conn::open(from, to).expect("connects")
 }
 
-struct Response {
-    status: u16,
-    body: Vec<u8>,
+/// Sends `prefix` and a request in one write, as a proxy does.
+fn send(conn: &mut Conn, prefix: &[u8], request: &[u8]) {
+    conn.send(&[prefix, request].concat()).expect("sent");
 }
 
-impl Conn {
-    fn open(from: IpAddr, to: SocketAddr) -> Self {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("a socket");
-        socket
-            .bind(&SocketAddr::new(from, 0).into())
-            .expect("binds the client address");
-        socket
-            .connect_timeout(&to.into(), Duration::from_secs(5))
-            .expect("connects");
-        let stream = TcpStream::from(socket);
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream.set_write_timeout(Some(PATIENCE)).unwrap();
-        Self {
-            stream,
-            buffered: Vec::new(),
-        }
-    }
-
-    /// Sends `prefix` and a request in one write, as a proxy does.
-    fn send(&mut self, prefix: &[u8], request: &[u8]) {
-        let bytes = [prefix, request].concat();
-        self.stream.write_all(&bytes).expect("sent");
-    }
-
-    fn post_session(&mut self, prefix: &[u8]) -> io::Result<Response> {
-        let mut nonce = [0; 32];
-        getrandom::fill(&mut nonce).unwrap();
-        let body = format!("{{\"client_nonce\":\"{}\"}}", hex::encode(nonce));
-        let request = format!(
-            "POST /sessions HTTP/1.1\r\nhost: daemon\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.send(prefix, request.as_bytes());
-        self.response()
-    }
-
-    /// Reads one response, its body by its `content-length` or to the end of the stream.
-    fn response(&mut self) -> io::Result<Response> {
-        let end_of_head = loop {
-            if let Some(at) = self
-                .buffered
-                .windows(4)
-                .position(|four| four == b"\r\n\r\n")
-            {
-                break at;
-            }
-            self.fill()?;
-        };
-        let head = String::from_utf8_lossy(&self.buffered[..end_of_head]).into_owned();
-        self.buffered.drain(..end_of_head + 4);
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("not an HTTP response: {head}")))?;
-        let length = head
-            .lines()
-            .filter_map(|line| line.split_once(':'))
-            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, value)| value.trim().parse::<usize>().ok());
-        let body = match length {
-            Some(length) => {
-                while self.buffered.len() < length {
-                    self.fill()?;
-                }
-                self.buffered.drain(..length).collect()
-            }
-            None => {
-                while self.fill().is_ok() {}
-                std::mem::take(&mut self.buffered)
-            }
-        };
-        Ok(Response { status, body })
-    }
-
-    /// Whether the daemon closed the connection without sending a byte.
-    fn closed_in_silence(&mut self) -> bool {
-        let mut received = Vec::new();
-        match self.stream.read_to_end(&mut received) {
-            Ok(_) => received.is_empty(),
-            Err(error) => error.kind() == io::ErrorKind::ConnectionReset && received.is_empty(),
-        }
-    }
-
-    fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0; 16 << 10];
-        match self.stream.read(&mut chunk)? {
-            0 => Err(io::ErrorKind::UnexpectedEof.into()),
-            read => {
-                self.buffered.extend_from_slice(&chunk[..read]);
-                Ok(())
-            }
-        }
-    }
+fn post_session(conn: &mut Conn, prefix: &[u8]) -> io::Result<Response> {
+    let mut nonce = [0; 32];
+    getrandom::fill(&mut nonce).unwrap();
+    let body = format!("{{\"client_nonce\":\"{}\"}}", hex::encode(nonce));
+    let request = format!(
+        "POST /sessions HTTP/1.1\r\nhost: daemon\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    send(conn, prefix, request.as_bytes());
+    conn.response()
 }
 
 fn assert_status(response: &Response, status: u16) {
@@ -163,19 +77,6 @@ fn assert_status(response: &Response, status: u16) {
         "{}",
         String::from_utf8_lossy(&response.body)
     );
-}
-
-/// The daemon's count of refusals of `what`, from its admin listener.
-fn refusals(daemon: &process::Daemon, what: &str) -> u64 {
-    let admin = daemon.admin_addr.expect("an admin listener");
-    let mut conn = Conn::open(IpAddr::V4(Ipv4Addr::LOCALHOST), admin);
-    conn.send(b"", b"GET /metrics HTTP/1.1\r\nhost: daemon\r\n\r\n");
-    let metrics = conn.response().expect("answered");
-    let series = format!("wasm_hypervisor_admissions_refused_total{{what=\"{what}\"}} ");
-    String::from_utf8_lossy(&metrics.body)
-        .lines()
-        .find_map(|line| line.strip_prefix(&series)?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Four connections and four open sessions, one of each per address.
@@ -204,14 +105,14 @@ fn each_client_a_trusted_proxy_relays_is_counted_on_its_own_address() {
     let (_dir, daemon) = start_small(&[]);
     let to = daemon.addr;
 
-    let mut a = Conn::open(PROXY, to);
-    assert_status(&a.post_session(&relayed_for(CLIENT_A)).unwrap(), 201);
+    let mut a = connect(PROXY, to);
+    assert_status(&post_session(&mut a, &relayed_for(CLIENT_A)).unwrap(), 201);
     // The same connection, so no second header: HTTP counts this session against A too.
-    let second = a.post_session(b"").unwrap();
+    let second = post_session(&mut a, b"").unwrap();
     assert_status(&second, 429);
 
-    let mut a_again = Conn::open(PROXY, to);
-    a_again.send(&relayed_for(CLIENT_A), HEALTHZ);
+    let mut a_again = connect(PROXY, to);
+    send(&mut a_again, &relayed_for(CLIENT_A), HEALTHZ);
     let refused = a_again.response().expect("a refusal in HTTP");
     assert_status(&refused, 429);
     assert!(
@@ -219,11 +120,11 @@ fn each_client_a_trusted_proxy_relays_is_counted_on_its_own_address() {
         "A's one connection is its share"
     );
 
-    let mut b = Conn::open(PROXY, to);
-    assert_status(&b.post_session(&relayed_for(CLIENT_B)).unwrap(), 201);
+    let mut b = connect(PROXY, to);
+    assert_status(&post_session(&mut b, &relayed_for(CLIENT_B)).unwrap(), 201);
 
-    let mut health_check = Conn::open(PROXY, to);
-    health_check.send(&local(), HEALTHZ);
+    let mut health_check = connect(PROXY, to);
+    send(&mut health_check, &local(), HEALTHZ);
     assert_status(&health_check.response().unwrap(), 200);
     assert_eq!(refusals(&daemon, "proxy_header"), 0);
 }
@@ -235,20 +136,24 @@ fn a_trusted_peer_without_a_proxy_header_gets_no_http() {
     let (_dir, daemon) = start_small(&["--header-timeout-secs", "1"]);
     let to = daemon.addr;
 
-    let mut plain = Conn::open(PROXY, to);
-    plain.send(b"", HEALTHZ);
+    let mut plain = connect(PROXY, to);
+    send(&mut plain, b"", HEALTHZ);
     assert!(plain.closed_in_silence(), "plain HTTP from the proxy");
 
-    let mut version_1 = Conn::open(PROXY, to);
-    version_1.send(b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 8080\r\n", HEALTHZ);
+    let mut version_1 = connect(PROXY, to);
+    send(
+        &mut version_1,
+        b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 8080\r\n",
+        HEALTHZ,
+    );
     assert!(version_1.closed_in_silence(), "a version 1 header");
 
-    let mut silent = Conn::open(PROXY, to);
+    let mut silent = connect(PROXY, to);
     assert!(silent.closed_in_silence(), "nothing sent");
 
     assert_eq!(refusals(&daemon, "proxy_header"), 3);
-    let mut other = Conn::open(UNTRUSTED, to);
-    other.send(b"", HEALTHZ);
+    let mut other = connect(UNTRUSTED, to);
+    send(&mut other, b"", HEALTHZ);
     assert_status(&other.response().unwrap(), 200);
 }
 
@@ -259,12 +164,12 @@ fn an_untrusted_peers_proxy_header_is_not_read() {
     let (_dir, daemon) = start_small(&[]);
     let to = daemon.addr;
 
-    let mut relayed = Conn::open(PROXY, to);
-    relayed.send(&relayed_for(CLIENT_A), HEALTHZ);
+    let mut relayed = connect(PROXY, to);
+    send(&mut relayed, &relayed_for(CLIENT_A), HEALTHZ);
     assert_status(&relayed.response().unwrap(), 200);
 
-    let mut forged = Conn::open(UNTRUSTED, to);
-    forged.send(&relayed_for(CLIENT_A), HEALTHZ);
+    let mut forged = connect(UNTRUSTED, to);
+    send(&mut forged, &relayed_for(CLIENT_A), HEALTHZ);
     match forged.response() {
         Ok(response) => assert_status(&response, 400),
         Err(error) => assert!(
@@ -277,11 +182,11 @@ fn an_untrusted_peers_proxy_header_is_not_read() {
     }
 
     // Another address, so that the forged connection's own closing cannot matter.
-    let mut own = Conn::open(ANOTHER_UNTRUSTED, to);
-    own.send(b"", HEALTHZ);
+    let mut own = connect(ANOTHER_UNTRUSTED, to);
+    send(&mut own, b"", HEALTHZ);
     assert_status(&own.response().unwrap(), 200);
-    let mut claims_another = Conn::open(ANOTHER_UNTRUSTED, to);
-    claims_another.send(&relayed_for(CLIENT_B), HEALTHZ);
+    let mut claims_another = connect(ANOTHER_UNTRUSTED, to);
+    send(&mut claims_another, &relayed_for(CLIENT_B), HEALTHZ);
     // Refused at accept, before its bytes are read; they may come too late to be read at all,
     // and then the refusal's answer is lost to a reset.
     if let Ok(response) = claims_another.response() {
@@ -348,10 +253,10 @@ async fn over_https_the_proxy_header_precedes_the_handshake() {
     let to = daemon.addr;
     let statuses = actix_rt::task::spawn_blocking(move || {
         [
-            healthz_over_tls(Conn::open(PROXY, to), &relayed_for(CLIENT_A)),
-            healthz_over_tls(Conn::open(PROXY, to), &local()),
-            healthz_over_tls(Conn::open(UNTRUSTED, to), b""),
-            healthz_over_tls(Conn::open(UNTRUSTED, to), &relayed_for(CLIENT_A)),
+            healthz_over_tls(connect(PROXY, to), &relayed_for(CLIENT_A)),
+            healthz_over_tls(connect(PROXY, to), &local()),
+            healthz_over_tls(connect(UNTRUSTED, to), b""),
+            healthz_over_tls(connect(UNTRUSTED, to), &relayed_for(CLIENT_A)),
         ]
         .map(|status| status.ok())
     })
