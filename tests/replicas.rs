@@ -249,6 +249,53 @@ async fn sessions_run_on_the_replica_that_announced_them_behind_a_load_balancer(
     assert_eq!(figures["errors"], 0, "{bench}");
 }
 
+/// Once, `audit` stopped at the first replica the load balancer said was down, though the
+/// session was another's.
+#[actix_rt::test]
+async fn audit_asks_the_next_replica_when_one_is_down() {
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = process::start(data_a.path(), "127.0.0.1:0", &[]);
+    let b = process::start(data_b.path(), "127.0.0.1:0", &[]);
+    let origin_b = b.pinned().await.origin;
+    let lb = router(vec![a.addr, b.addr]);
+    let service = format!("http://{lb}");
+    let client_dir = tempfile::tempdir().unwrap();
+    let made = process::cli(&[
+        "policy",
+        &format!("{service}/r/0"),
+        &format!("{service}/r/1"),
+    ]);
+    assert!(made.status.success(), "{made}");
+    let policy_file = client_dir.path().join("policy.txt");
+    std::fs::write(&policy_file, &made.stdout).unwrap();
+    let policy_arg = ["--policy", policy_file.to_str().unwrap()];
+    let program = program(client_dir.path());
+    // The router alternates between the replicas: within a few runs one lands on `b`.
+    let on_b = (0..4)
+        .find_map(|_| {
+            let run = cli(
+                &[&["run", "--json", &program][..], &policy_arg].concat(),
+                &service,
+                client_dir.path(),
+            );
+            assert!(run.status.success(), "{run}");
+            let session: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+            let checkpoint = session["audit"]["checkpoint"].as_str().unwrap();
+            (checkpoint.lines().next() == Some(origin_b.as_str()))
+                .then(|| session["session_id"].as_str().unwrap().to_owned())
+        })
+        .expect("a session on the second replica");
+    // The first replica in the policy goes down: the router answers for it as HAProxy does.
+    drop(a);
+    let audit = cli(
+        &[&["audit", &on_b][..], &policy_arg].concat(),
+        &service,
+        client_dir.path(),
+    );
+    assert!(audit.status.success(), "{audit}");
+    assert!(audit.stdout.contains("OK: verified against"), "{audit}");
+}
+
 #[actix_rt::test]
 async fn a_replica_that_is_down_at_execute_is_an_error_and_nothing_goes_elsewhere() {
     let data = tempfile::tempdir().unwrap();

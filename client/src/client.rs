@@ -115,6 +115,22 @@ pub enum ClientError {
     Trust(#[from] TrustError),
 }
 
+impl ClientError {
+    /// Whether this says only that a replica was not reached or did not answer: no HTTP answer
+    /// at all, an answer that is not the daemon's, or a load balancer's own (§9). Another
+    /// replica may still be asked what this one could not answer; never to execute its
+    /// session.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Transport { .. } | Self::InvalidResponse(_) | Self::ReplicaUnavailable { .. } => {
+                true
+            }
+            Self::Server { code, .. } => api::LOAD_BALANCER_ERROR_CODES.contains(&code.as_str()),
+            _ => false,
+        }
+    }
+}
+
 impl From<VerifyError> for ClientError {
     fn from(error: VerifyError) -> Self {
         match error {

@@ -47,9 +47,7 @@ pub(crate) async fn audit(args: AuditArgs) -> CliResult<ExitCode> {
                         unknown.push(format!("{}: no such session", pinned.origin));
                     }
                     // A replica that is down may well not be the one: the others are asked.
-                    Err(
-                        error @ (ClientError::Transport { .. } | ClientError::InvalidResponse(_)),
-                    ) if logs.len() > 1 => {
+                    Err(error) if error.is_unreachable() && logs.len() > 1 => {
                         unknown.push(format!("{}: {error}", pinned.origin));
                     }
                     Err(error) => return Err(error.into()),
