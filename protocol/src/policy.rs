@@ -151,13 +151,18 @@ impl fmt::Display for Policy {
     }
 }
 
-/// A URL the client can send requests to; the client normalizes it further.
+/// A base URL the client can append a path to: `http://` or `https://`, a host, and no
+/// credentials, query or fragment, which would take the path somewhere else.
 fn is_http_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
     rest.is_some_and(|rest| {
-        !rest.is_empty() && !rest.starts_with('/') && rest.bytes().all(|b| b.is_ascii_graphic())
+        !rest.is_empty()
+            && !rest.starts_with('/')
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'@' | b'?' | b'#'))
     })
 }
 
@@ -291,6 +296,18 @@ mod tests {
             (format!("log {key} ftp://a/\nquorum none\n"), "line 1"),
             (format!("log {key} http://\nquorum none\n"), "line 1"),
             (format!("log {key} a.example\nquorum none\n"), "line 1"),
+            (
+                format!("log {key} http://user:pw@a.example/\nquorum none\n"),
+                "line 1",
+            ),
+            (
+                format!("log {key} http://a.example/?r=1\nquorum none\n"),
+                "line 1",
+            ),
+            (
+                format!("log {key} http://a.example/#r1\nquorum none\n"),
+                "line 1",
+            ),
             (format!("log {key}\nquorum\n"), "line 2"),
             (format!("log {key}\nquorum X\n"), "no witnesses"),
             (
