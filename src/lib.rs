@@ -10,6 +10,7 @@ pub mod config;
 mod edge;
 mod http;
 pub mod identity_file;
+mod policy_file;
 pub mod server;
 
 pub use wasm_hypervisor_client as client;

@@ -13,7 +13,6 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::client::protocol::policy::{MAX_POLICY_BYTES, Policy};
 use crate::client::trust::{ServiceUrl, TrustStore};
 use crate::client::{Client, ClientError, PinnedIdentity, Replicas, SignedCheckpoint};
 use crate::config::ServeArgs;
@@ -103,7 +102,7 @@ impl ClientArgs {
         };
         let store = TrustStore::in_dir(&self.client_dir);
         let policy = match &self.policy {
-            Some(path) => read_policy(path)?,
+            Some(path) => crate::policy_file::read(path)?.1,
             None => client.policy().await?,
         };
         if store.pin_policy(&service, &policy)? {
@@ -129,16 +128,6 @@ impl ClientArgs {
         connected.refresh().await?;
         Ok(connected)
     }
-}
-
-/// A policy file given out of band, bounded as the daemon bounds it.
-fn read_policy(path: &Path) -> CliResult<Policy> {
-    let bytes = std::fs::read(path)
-        .map_err(|error| format!("cannot read the policy {}: {error}", path.display()))?;
-    if bytes.len() > MAX_POLICY_BYTES {
-        return Err(format!("the policy {} is too long", path.display()).into());
-    }
-    Ok(Policy::parse(&bytes).map_err(|error| format!("{}: {error}", path.display()))?)
 }
 
 impl Connected {

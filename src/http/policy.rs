@@ -3,14 +3,15 @@
 //! (or a Kubernetes ConfigMap update) takes effect without a restart; without one, a policy of
 //! this daemon alone.
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use actix_web::{HttpResponse, web};
 use wasm_hypervisor_actors::Error;
-use wasm_hypervisor_protocol::policy::{MAX_POLICY_BYTES, Policy, PolicyLog};
+use wasm_hypervisor_protocol::policy::{Policy, PolicyLog};
 use wasm_hypervisor_protocol::verify::PinnedIdentity;
+
+use crate::policy_file;
 
 use super::{ApiError, AppState};
 
@@ -19,12 +20,12 @@ pub(crate) enum PolicySource {
     /// No file: this daemon alone, as `log <vkey>` without a URL, which §9 reads as "the URL
     /// the policy came from". The daemon cannot know the URL its clients reach it by.
     Own(String),
-    /// The operator's file, and the last text read from it, so that a policy that leaves this
-    /// daemon out is logged once per change rather than on every request.
+    /// The operator's file, and what the last read of it gave (its text, or why it has
+    /// none), so that each change is logged once rather than on every request.
     File {
         path: PathBuf,
         own: PinnedIdentity,
-        last: Mutex<Option<String>>,
+        last: Mutex<Option<Result<String, String>>>,
     },
 }
 
@@ -59,47 +60,38 @@ impl PolicySource {
             Self::Own(text) => return Ok(text.clone()),
             Self::File { path, own, last } => (path, own, last),
         };
-        let text = read_bounded(path).map_err(|reason| {
-            log::error!("policy file {}: {reason}", path.display());
-            Error::PolicyUnavailable
-        })?;
-        let policy = Policy::parse(text.as_bytes()).map_err(|error| {
-            log::error!("policy file {}: {error}", path.display());
-            Error::PolicyUnavailable
-        })?;
+        let read = policy_file::read(path);
+        let outcome = read
+            .as_ref()
+            .map(|(text, _)| text.clone())
+            .map_err(Clone::clone);
         let mut last = last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if last.as_deref() != Some(text.as_str()) {
-            if !policy.logs().iter().any(|log| log.identity == *own) {
-                log::warn!(
-                    "policy file {} does not list this daemon ({}): its clients will refuse its announcements",
-                    path.display(),
-                    own.origin
-                );
+        if last.as_ref() != Some(&outcome) {
+            match &read {
+                Ok((_, policy)) if !policy.logs().iter().any(|log| log.identity == *own) => {
+                    log::warn!(
+                        "the policy file {} does not list this daemon ({}): its clients will refuse its announcements",
+                        path.display(),
+                        own.origin
+                    );
+                }
+                Ok(_) => log::info!("serving the policy file {}", path.display()),
+                Err(reason) => log::warn!("{reason}: GET /policy answers 503 until it is fixed"),
             }
-            *last = Some(text.clone());
+            *last = Some(outcome.clone());
         }
-        Ok(text)
+        outcome.map_err(|_| Error::PolicyUnavailable)
     }
 }
 
-/// The file's text, refused past [`MAX_POLICY_BYTES`] without reading further.
-fn read_bounded(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(MAX_POLICY_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| error.to_string())?;
-    if bytes.len() > MAX_POLICY_BYTES {
-        return Err(format!("longer than {MAX_POLICY_BYTES} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())
-}
-
-/// `GET /policy` → `200 text/plain`, the file read on a blocking thread.
+/// `GET /policy` → `200 text/plain`, a file read on a blocking thread.
 pub(crate) async fn policy(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let text = web::block(move || state.policy.read())
-        .await
-        .map_err(|_| ApiError(Error::PolicyUnavailable))??;
+    let text = match &state.policy {
+        PolicySource::Own(text) => text.clone(),
+        PolicySource::File { .. } => web::block(move || state.policy.read())
+            .await
+            .map_err(|_| ApiError(Error::PolicyUnavailable))??,
+    };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(text))
