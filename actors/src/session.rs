@@ -164,15 +164,20 @@ pub(crate) fn open(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> (
         enc_request,
     } = job;
     let commit = || commitment::request_commitment(&announcement_hash, &enc_request);
+    // A panic past the commitment ends the session as `internal`, with both its leaves, as
+    // any other failure to open it does: only the lane's own catch would lose the commitment.
     let unseal = || {
-        let opened = keys.open_request(&announcement_hash, &enc_request);
-        // The private key has done its one job; dropping it zeroizes it.
-        drop(keys);
-        opened.ok().map(|(plaintext, response_key)| {
-            let input_blind = random_bytes::<32>()?;
-            let input_commitment = commitment::input_commitment(&input_blind, &plaintext);
-            Ok((plaintext, response_key, input_blind, input_commitment))
+        guarded(|| {
+            let opened = keys.open_request(&announcement_hash, &enc_request);
+            // The private key has done its one job; dropping it zeroizes it.
+            drop(keys);
+            opened.ok().map(|(plaintext, response_key)| {
+                let input_blind = random_bytes::<32>()?;
+                let input_commitment = commitment::input_commitment(&input_blind, &plaintext);
+                Ok((plaintext, response_key, input_blind, input_commitment))
+            })
         })
+        .unwrap_or(Some(Err(OPENING_PANICKED)))
     };
     let (request_commitment, unsealed) = if enc_request.len() < PARALLEL_COMMITMENT_MIN_BYTES {
         (commit(), unseal())
@@ -206,10 +211,18 @@ pub(crate) fn open(job: Job, policy: &LimitsPolicy, config: &SandboxConfig) -> (
                 server_seed,
                 limits: policy.default,
             };
-            prepare(plaintext, sealing, issued_at, policy, config)
+            guarded(|| prepare(plaintext, sealing, issued_at, policy, config))
+                .unwrap_or(Opened::Internal(OPENING_PANICKED))
         }
     };
     (request_commitment, opened)
+}
+
+const OPENING_PANICKED: &str = "opening the request panicked";
+
+/// `step`, or `None` if it panicked.
+fn guarded<T>(step: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).ok()
 }
 
 /// Decodes an opened request's payload and prepares its run, at the limits it asked for

@@ -520,7 +520,7 @@ async fn run_logged(
         return Ended {
             request_commitment: ABSENT,
             request_index: None,
-            finished: Finished::Internal("opening the request panicked"),
+            finished: Finished::Internal("committing to the request panicked"),
             result: None,
         };
     };
