@@ -52,6 +52,13 @@ async fn vkey(daemon: &process::Daemon) -> String {
     identity["note_verifier_key"].as_str().unwrap().to_owned()
 }
 
+/// The policy `wasm-hypervisor policy` makes of the replicas at `urls`.
+fn policy_of(urls: &[&str]) -> String {
+    let made = process::cli(&[&["policy"][..], urls].concat());
+    assert!(made.status.success(), "{made}");
+    made.stdout
+}
+
 /// The test's load balancer on its own thread (the CLI runs as a blocking child process), in
 /// front of `backends`.
 fn router(backends: Vec<SocketAddr>) -> SocketAddr {
@@ -167,21 +174,16 @@ async fn sessions_run_on_the_replica_that_announced_them_behind_a_load_balancer(
     let lb = router(vec![a.addr, b.addr]);
     let service = format!("http://{lb}");
     let client_dir = tempfile::tempdir().unwrap();
-    let made = process::cli(&[
-        "policy",
-        &format!("{service}/r/0"),
-        &format!("{service}/r/1/"),
-    ]);
-    assert!(made.status.success(), "{made}");
-    std::fs::write(&served, &made.stdout).unwrap();
-    let policy = Policy::parse(made.stdout.as_bytes()).unwrap();
+    let made = policy_of(&[&format!("{service}/r/0"), &format!("{service}/r/1/")]);
+    std::fs::write(&served, &made).unwrap();
+    let policy = Policy::parse(made.as_bytes()).unwrap();
     assert_eq!(policy.logs().len(), 2);
     assert_eq!(
         policy.logs()[0].url.as_deref(),
         Some(format!("{service}/r/0/").as_str())
     );
     let policy_file = client_dir.path().join("policy.txt");
-    std::fs::write(&policy_file, &made.stdout).unwrap();
+    std::fs::write(&policy_file, &made).unwrap();
     let policy_arg = ["--policy", policy_file.to_str().unwrap()];
     let program = program(client_dir.path());
     // The router alternates: four sessions are two on each replica, each executed there.
@@ -260,14 +262,12 @@ async fn audit_asks_the_next_replica_when_one_is_down() {
     let lb = router(vec![a.addr, b.addr]);
     let service = format!("http://{lb}");
     let client_dir = tempfile::tempdir().unwrap();
-    let made = process::cli(&[
-        "policy",
-        &format!("{service}/r/0"),
-        &format!("{service}/r/1"),
-    ]);
-    assert!(made.status.success(), "{made}");
     let policy_file = client_dir.path().join("policy.txt");
-    std::fs::write(&policy_file, &made.stdout).unwrap();
+    std::fs::write(
+        &policy_file,
+        policy_of(&[&format!("{service}/r/0"), &format!("{service}/r/1")]),
+    )
+    .unwrap();
     let policy_arg = ["--policy", policy_file.to_str().unwrap()];
     let program = program(client_dir.path());
     // The router alternates between the replicas: within a few runs one lands on `b`.
