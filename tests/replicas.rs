@@ -62,6 +62,19 @@ fn policy_of(urls: &[&str]) -> String {
 /// The test's load balancer on its own thread (the CLI runs as a blocking child process), in
 /// front of `backends`.
 fn router(backends: Vec<SocketAddr>) -> SocketAddr {
+    router_with(backends, Patience::Enough)
+}
+
+/// How long the router waits for an execute call's answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    Enough,
+    /// It forwards the call and waits for the replica, then answers `504` as HAProxy does when
+    /// its server timeout fires just before the replica answers.
+    TooLittle,
+}
+
+fn router_with(backends: Vec<SocketAddr>, patience: Patience) -> SocketAddr {
     let (bound, addr) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
@@ -72,7 +85,16 @@ fn router(backends: Vec<SocketAddr>) -> SocketAddr {
                 App::new().default_service(web::to(
                     move |request: HttpRequest, body: web::Bytes| {
                         let (next, backends) = (Arc::clone(&next), Arc::clone(&backends));
-                        async move { forward(&request, body, &next, &backends).await }
+                        async move {
+                            let answer = forward(&request, body, &next, &backends).await;
+                            if patience == Patience::TooLittle && request.path().ends_with("/execute") {
+                                // What deploy/haproxy/haproxy.cfg answers.
+                                return HttpResponse::GatewayTimeout()
+                                    .content_type("application/json")
+                                    .body(r#"{"error":{"code":"gateway_timeout","message":"the replica did not answer in time; poll the result at the same replica"}}"#);
+                            }
+                            answer
+                        }
                     },
                 ))
             })
@@ -249,6 +271,30 @@ async fn sessions_run_on_the_replica_that_announced_them_behind_a_load_balancer(
     let figures: serde_json::Value = serde_json::from_str(&bench.stdout).unwrap();
     assert_eq!(figures["verified"], 6, "{bench}");
     assert_eq!(figures["errors"], 0, "{bench}");
+}
+
+/// Once, a load balancer's `504` ended the run, though the replica went on and kept the result.
+#[actix_rt::test]
+async fn after_a_gateway_timeout_the_result_comes_from_the_same_replica() {
+    let data = tempfile::tempdir().unwrap();
+    let replica = process::start(data.path(), "127.0.0.1:0", &[]);
+    let lb = router_with(vec![replica.addr], Patience::TooLittle);
+    let service = format!("http://{lb}");
+    let policy = Policy::new(vec![PolicyLog {
+        identity: replica.pinned().await,
+        url: Some(format!("{service}/r/0/")),
+    }])
+    .unwrap();
+    let payload = RequestPayload {
+        wasm: wat::parse_str(PROGRAM).unwrap(),
+        ..RequestPayload::default()
+    };
+    let executed = wasm_hypervisor::client::Client::new(&service)
+        .execute_routed(&Replicas::new(&service, policy), &payload, &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(executed.output.stdout, b"hello\n");
+    assert_eq!(executed.replica_url, format!("{service}/r/0"));
 }
 
 /// Once, `audit` stopped at the first replica the load balancer said was down, though the

@@ -441,6 +441,12 @@ impl Client {
         let (status, body) = match self.send(execute, Some(body)).await {
             // The daemon keeps every result for a while: a broken connection loses nothing (§5).
             Err(ClientError::Transport { .. }) => self.fetch_result(&session_id).await?,
+            // The load balancer stopped waiting, not the replica, which keeps the result (§9).
+            Ok((StatusCode::GATEWAY_TIMEOUT, body))
+                if from_load_balancer(StatusCode::GATEWAY_TIMEOUT, &body) =>
+            {
+                self.fetch_result(&session_id).await?
+            }
             answer => answer?,
         };
         self.check_reached(status, &body, &session_id)?;
@@ -476,12 +482,7 @@ impl Client {
         body: &[u8],
         session_id: &str,
     ) -> Result<(), ClientError> {
-        let gateway = matches!(status.as_u16(), 502..=504);
-        let from_load_balancer = || match serde_json::from_slice::<api::ErrorBody>(body) {
-            Ok(answer) => api::LOAD_BALANCER_ERROR_CODES.contains(&answer.error.code.as_str()),
-            Err(_) => true,
-        };
-        if gateway && from_load_balancer() {
+        if from_load_balancer(status, body) {
             return Err(ClientError::ReplicaUnavailable {
                 url: self.base_url.clone(),
                 status: status.as_u16(),
@@ -694,6 +695,17 @@ fn parse<T: serde::de::DeserializeOwned>(
 }
 
 /// The §7 error body as [`ClientError::Server`].
+/// Whether an answer is a load balancer's own rather than a replica's (§9): a `502`, `503` or
+/// `504` without a §7 body, or with one of the load balancer's codes.
+fn from_load_balancer(status: StatusCode, body: &[u8]) -> bool {
+    matches!(status.as_u16(), 502..=504)
+        && serde_json::from_slice::<api::ErrorBody>(body)
+            .ok()
+            .is_none_or(|answer| {
+                api::LOAD_BALANCER_ERROR_CODES.contains(&answer.error.code.as_str())
+            })
+}
+
 fn server_error(status: StatusCode, body: &[u8]) -> ClientError {
     match serde_json::from_slice::<api::ErrorBody>(body) {
         Ok(error) => ClientError::Server {
