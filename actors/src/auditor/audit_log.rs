@@ -352,6 +352,7 @@ impl AuditLog {
             .filter_map(|(appended, (session_id, ended_ms))| {
                 Some(RetainedResult {
                     session_id: *session_id,
+                    leaf_index: appended.entry.index,
                     ended_ms,
                     body: appended.body.as_deref()?,
                 })

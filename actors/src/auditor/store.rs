@@ -59,6 +59,8 @@ pub struct Batch<'a> {
 pub struct RetainedResult<'a> {
     /// The session the result belongs to; `GET …/result` looks it up by this.
     pub session_id: [u8; 16],
+    /// The index of the session's result leaf, in this batch.
+    pub leaf_index: u64,
     /// When the session ended (its result leaf's `time_ms`); retention counts from here.
     pub ended_ms: u64,
     /// The response body, byte for byte.
@@ -815,24 +817,43 @@ mod tests {
         );
     }
 
-    /// A batch that only keeps `results` (and moves no leaves) under `retention`.
+    /// A batch of one result leaf for each of `results`, which it keeps under `retention`.
     fn keep(
         store: &mut dyn LogStore,
         results: &[RetainedResult<'_>],
         retention: Retention,
     ) -> Result<(), StoreError> {
-        let checkpoint = checkpoint_for(0);
+        let first = store.size()?;
+        let end = first + results.len() as u64;
+        let leaves: Vec<_> = (first..end).map(leaf_bytes).collect();
+        let session_ids: Vec<_> = results.iter().map(|result| result.session_id).collect();
+        let subtrees = completed_subtrees(first, end);
+        let checkpoint = checkpoint_for(end);
+        let results: Vec<_> = results
+            .iter()
+            .zip(first..)
+            .map(|(result, leaf_index)| RetainedResult {
+                leaf_index,
+                ..*result
+            })
+            .collect();
         store.append(&Batch {
+            first_index: first,
+            leaves: &leaves,
+            session_ids: &session_ids,
+            subtrees: &subtrees,
             checkpoint: &checkpoint,
-            results,
+            results: &results,
             retention,
             ..Batch::default()
         })
     }
 
+    /// A result of session `[n; 16]`; [`keep`] gives it its leaf.
     fn result(n: u8, ended_ms: u64, body: &[u8]) -> RetainedResult<'_> {
         RetainedResult {
             session_id: [n; 16],
+            leaf_index: 0,
             ended_ms,
             body,
         }

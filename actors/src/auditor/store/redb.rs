@@ -7,6 +7,7 @@ use std::path::Path;
 
 use ::redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    TableHandle as _,
 };
 
 use super::{
@@ -24,8 +25,14 @@ const BY_SESSION: TableDefinition<'static, &[u8; 24], ()> = TableDefinition::new
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 /// Request leaves without a result leaf yet.
 const PENDING: TableDefinition<'static, u64, ()> = TableDefinition::new("pending");
-/// session_id → when it ended ‖ the result body.
-const RESULTS: TableDefinition<'static, &[u8; 16], &[u8]> = TableDefinition::new("results");
+/// The result leaf's index → when its session ended ‖ the result body. Results end in the
+/// order of their leaves, so this is written at its end and evicted from its front; keyed by
+/// the session id, as it once was (`results`, moved here on opening), every result written and
+/// evicted landed on a random page of a gigabyte table, and a long run slowed by a fifth.
+const RESULTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("result_bodies");
+/// The layout before: session_id → when it ended ‖ the result body.
+const RESULTS_BY_SESSION: TableDefinition<'static, &[u8; 16], &[u8]> =
+    TableDefinition::new("results");
 /// Eviction order: seq → session_id ‖ ended_ms ‖ body length.
 const RESULT_ORDER: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("result_order");
 
@@ -59,6 +66,7 @@ impl RedbStore {
             txn.open_table(PENDING).map_err(backend)?;
             txn.open_table(RESULTS).map_err(backend)?;
             txn.open_table(RESULT_ORDER).map_err(backend)?;
+            move_results_keyed_by_session(&txn)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -74,6 +82,50 @@ impl RedbStore {
     fn read(&self) -> Result<ReadTransaction, StoreError> {
         self.db.begin_read().map_err(backend)
     }
+}
+
+/// Moves the results kept in the layout before [`RESULTS`] into it, each under its session's
+/// result leaf, and drops the old table: once, on the first opening after an upgrade.
+fn move_results_keyed_by_session(txn: &::redb::WriteTransaction) -> Result<(), StoreError> {
+    let old_layout = txn
+        .list_tables()
+        .map_err(backend)?
+        .any(|table| table.name() == RESULTS_BY_SESSION.name());
+    if !old_layout {
+        return Ok(());
+    }
+    {
+        let old = txn.open_table(RESULTS_BY_SESSION).map_err(backend)?;
+        let by_session = txn.open_table(BY_SESSION).map_err(backend)?;
+        let mut results = txn.open_table(RESULTS).map_err(backend)?;
+        for entry in old.iter().map_err(backend)? {
+            let (session_id, value) = entry.map_err(backend)?;
+            let index = result_leaf(&by_session, session_id.value())?
+                .ok_or(StoreError::Corrupt("a kept result's session has no leaves"))?;
+            results.insert(index, value.value()).map_err(backend)?;
+        }
+    }
+    txn.delete_table(RESULTS_BY_SESSION).map_err(backend)?;
+    Ok(())
+}
+
+/// The last leaf of `session_id`: its result leaf, once it has one.
+fn result_leaf(
+    by_session: &impl ReadableTable<&'static [u8; 24], ()>,
+    session_id: &[u8; 16],
+) -> Result<Option<u64>, StoreError> {
+    let (low, high) = (
+        session_key(session_id, 0),
+        session_key(session_id, u64::MAX),
+    );
+    let last = by_session
+        .range::<&[u8; 24]>(&low..=&high)
+        .map_err(backend)?
+        .next_back()
+        .transpose()
+        .map_err(backend)?;
+    last.map(|(key, _)| session_key_index(key.value()))
+        .transpose()
 }
 
 fn size_in(txn: &ReadTransaction) -> Result<u64, StoreError> {
@@ -148,7 +200,9 @@ impl LogStore for RedbStore {
             let mut results = txn.open_table(RESULTS).map_err(backend)?;
             for gone in dropped.iter().filter(|gone| gone.seq < next_seq) {
                 order.remove(gone.seq).map_err(backend)?;
-                results.remove(&gone.session_id).map_err(backend)?;
+                if let Some(index) = result_leaf(&by_session, &gone.session_id)? {
+                    results.remove(index).map_err(backend)?;
+                }
             }
             // What is dropped is a prefix in seq order, so new results past it are kept.
             let kept_from = dropped.last().map_or(0, |gone| gone.seq + 1);
@@ -157,7 +211,7 @@ impl LogStore for RedbStore {
                     .insert(retained.seq, retained.encode().as_slice())
                     .map_err(backend)?;
                 results
-                    .insert(&result.session_id, encode_retained_value(result).as_slice())
+                    .insert(result.leaf_index, encode_retained_value(result).as_slice())
                     .map_err(backend)?;
             }
             let next_seq = next_seq + new.len() as u64;
@@ -255,8 +309,12 @@ impl LogStore for RedbStore {
 
     fn retained_result(&self, session_id: &[u8; 16]) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let txn = self.read()?;
+        let by_session = txn.open_table(BY_SESSION).map_err(backend)?;
+        let Some(index) = result_leaf(&by_session, session_id)? else {
+            return Ok(None);
+        };
         let results = txn.open_table(RESULTS).map_err(backend)?;
-        let value = results.get(session_id).map_err(backend)?;
+        let value = results.get(index).map_err(backend)?;
         value
             .map(|value| decode_retained_value(value.value()))
             .transpose()
@@ -297,6 +355,32 @@ mod tests {
             })
             .unwrap();
         path
+    }
+
+    /// A data directory from before [`RESULTS`]: its kept result, keyed by session id, is
+    /// served after the upgrade, from the new table, and the old one is gone.
+    #[test]
+    fn results_kept_by_session_id_are_moved_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_with_leaves(&dir);
+        let kept = [[0, 0, 0, 0, 0, 0, 0, 9].as_slice(), b"the body"].concat();
+        damage(&path, |txn| {
+            txn.delete_table(RESULTS).unwrap();
+            let mut old = txn.open_table(RESULTS_BY_SESSION).unwrap();
+            old.insert(&[1; 16], kept.as_slice()).unwrap();
+        });
+        let store = RedbStore::open(&path, super::super::DEFAULT_CACHE_BYTES).unwrap();
+        assert_eq!(
+            store.retained_result(&[1; 16]).unwrap(),
+            Some((9, b"the body".to_vec())),
+            "under the session's result leaf, 1"
+        );
+        let txn = store.read().unwrap();
+        assert!(
+            !txn.list_tables()
+                .unwrap()
+                .any(|table| table.name() == RESULTS_BY_SESSION.name())
+        );
     }
 
     #[test]
