@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use wasm_hypervisor::client::protocol::payload::RequestPayload;
 use wasm_hypervisor::client::protocol::policy::{Policy, PolicyLog};
-use wasm_hypervisor::client::{ClientError, Replicas, VerifyError};
+use wasm_hypervisor::client::{ClientError, Execution, Replicas, VerifyError};
 
 const PROGRAM: &str = include_str!("programs/hello.wat");
 
@@ -57,6 +57,21 @@ fn policy_of(urls: &[&str]) -> String {
     let made = process::cli(&[&["policy"][..], urls].concat());
     assert!(made.status.success(), "{made}");
     made.stdout
+}
+
+fn hello() -> RequestPayload {
+    RequestPayload {
+        wasm: wat::parse_str(PROGRAM).unwrap(),
+        ..RequestPayload::default()
+    }
+}
+
+/// Runs hello through the service at `service`, whose policy is `log` alone.
+async fn run_hello_through(service: &str, log: PolicyLog) -> Result<Execution, ClientError> {
+    let replicas = Replicas::new(service, Policy::new(vec![log]).unwrap());
+    wasm_hypervisor::client::Client::new(service)
+        .execute_routed(&replicas, &hello(), &BTreeMap::new())
+        .await
 }
 
 /// The test's load balancer on its own thread (the CLI runs as a blocking child process), in
@@ -280,19 +295,11 @@ async fn after_a_gateway_timeout_the_result_comes_from_the_same_replica() {
     let replica = process::start(data.path(), "127.0.0.1:0", &[]);
     let lb = router_with(vec![replica.addr], Patience::TooLittle);
     let service = format!("http://{lb}");
-    let policy = Policy::new(vec![PolicyLog {
+    let log = PolicyLog {
         identity: replica.pinned().await,
         url: Some(format!("{service}/r/0/")),
-    }])
-    .unwrap();
-    let payload = RequestPayload {
-        wasm: wat::parse_str(PROGRAM).unwrap(),
-        ..RequestPayload::default()
     };
-    let executed = wasm_hypervisor::client::Client::new(&service)
-        .execute_routed(&Replicas::new(&service, policy), &payload, &BTreeMap::new())
-        .await
-        .unwrap();
+    let executed = run_hello_through(&service, log).await.unwrap();
     assert_eq!(executed.output.stdout, b"hello\n");
     assert_eq!(executed.replica_url, format!("{service}/r/0"));
 }
@@ -352,20 +359,11 @@ async fn a_replica_that_is_down_at_execute_is_an_error_and_nothing_goes_elsewher
     // Sessions open at `b`, which the policy says is reached at `/r/1/`: a replica that is down.
     let lb = router(vec![b.addr, dead]);
     let service = format!("http://{lb}");
-    let policy = Policy::new(vec![PolicyLog {
+    let log = PolicyLog {
         identity: b.pinned().await,
         url: Some(format!("{service}/r/1/")),
-    }])
-    .unwrap();
-    let payload = RequestPayload {
-        wasm: wat::parse_str(PROGRAM).unwrap(),
-        ..RequestPayload::default()
     };
-    let client = wasm_hypervisor::client::Client::new(&service);
-    let refused = client
-        .execute_routed(&Replicas::new(&service, policy), &payload, &BTreeMap::new())
-        .await
-        .unwrap_err();
+    let refused = run_hello_through(&service, log).await.unwrap_err();
     let ClientError::ReplicaUnavailable {
         url,
         status,
@@ -469,10 +467,7 @@ async fn a_result_whose_checkpoint_another_identity_signed_is_refused() {
     }])
     .unwrap();
     let replicas = Replicas::new(&liar.url(""), policy);
-    let payload = RequestPayload {
-        wasm: wat::parse_str(PROGRAM).unwrap(),
-        ..RequestPayload::default()
-    };
+    let payload = hello();
     let refused = liar
         .client
         .execute_routed(&replicas, &payload, &BTreeMap::new())
