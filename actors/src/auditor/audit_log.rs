@@ -20,7 +20,7 @@ use wasm_hypervisor_protocol::leaf::{Leaf, Outcome, ResultLeaf};
 use wasm_hypervisor_protocol::merkle::{self, ProofError, RightEdge, SubtreeHashes};
 use wasm_hypervisor_protocol::replay::LogReplay;
 
-use super::store::{Batch, LogStore, RetainedResult, Retention, StoreError};
+use super::store::{Answer, Batch, LogStore, RetainedResult, Retention, StoreError};
 
 /// The most entries one `GET /audit/entries` returns (§6).
 pub(crate) const MAX_ENTRIES_PAGE: u64 = 1000;
@@ -312,7 +312,7 @@ impl AuditLog {
             stored: Stored(&*self.store),
         };
         let mut requests_opened = Vec::new();
-        let mut requests_answered = Vec::new();
+        let mut answers = Vec::new();
         let mut appended = Vec::with_capacity(leaves.len());
         let mut ended = Vec::with_capacity(leaves.len());
         for ((index, leaf), new) in (self.size()..).zip(&encoded).zip(leaves) {
@@ -323,7 +323,10 @@ impl AuditLog {
                     None
                 }
                 Leaf::Result(result) => {
-                    requests_answered.push(result.request_index);
+                    answers.push(Answer {
+                        request_index: result.request_index,
+                        result_index: index,
+                    });
                     new.response.map(|head| {
                         head.finish(&Audit {
                             request_index: result.request_index,
@@ -365,7 +368,7 @@ impl AuditLog {
             subtrees: &subtrees,
             checkpoint: &checkpoint,
             requests_opened: &requests_opened,
-            requests_answered: &requests_answered,
+            answers: &answers,
             results: &results,
             retention: Retention {
                 expire_before_ms: self.retention.expire_before_ms(),

@@ -46,12 +46,22 @@ pub struct Batch<'a> {
     /// Indices of this batch's request leaves: they are pending until a result leaf answers
     /// them, so that a restart finds what a crash cut off without reading the log.
     pub requests_opened: &'a [u64],
-    /// Indices of the pending request leaves this batch's result leaves answer.
-    pub requests_answered: &'a [u64],
+    /// This batch's result leaves, each with the pending request leaf it answers. A result
+    /// leaf belongs to its request's session, so a backend may find it through the request.
+    pub answers: &'a [Answer],
     /// Sealed results to keep for `GET …/result`, in the order their sessions ended.
     pub results: &'a [RetainedResult<'a>],
     /// What of the results kept so far (and of `results`) is dropped in the same transaction.
     pub retention: Retention,
+}
+
+/// A result leaf and the request leaf it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The request leaf, appended in an earlier batch or earlier in this one.
+    pub request_index: u64,
+    /// The result leaf, in this batch.
+    pub result_index: u64,
 }
 
 /// A session's result as `GET …/result` serves it, kept beside its result leaf.
@@ -59,7 +69,8 @@ pub struct Batch<'a> {
 pub struct RetainedResult<'a> {
     /// The session the result belongs to; `GET …/result` looks it up by this.
     pub session_id: [u8; 16],
-    /// The index of the session's result leaf, in this batch.
+    /// The index of the session's result leaf, in this batch; a batch's results are in leaf
+    /// order.
     pub leaf_index: u64,
     /// When the session ended (its result leaf's `time_ms`); retention counts from here.
     pub ended_ms: u64,
@@ -241,6 +252,31 @@ fn check_batch(batch: &Batch<'_>, size: u64) -> Result<u64, StoreError> {
         .ok()
         .and_then(|count| size.checked_add(count))
         .ok_or(StoreError::InvalidBatch("the log size would overflow"))?;
+    let in_batch = |index: u64| size <= index && index < new_size;
+    if !batch
+        .answers
+        .iter()
+        .all(|answer| in_batch(answer.result_index) && answer.request_index < answer.result_index)
+        || !batch
+            .answers
+            .is_sorted_by(|a, b| a.result_index < b.result_index)
+    {
+        return Err(StoreError::InvalidBatch(
+            "the answers are not this batch's leaves in order, each after its request",
+        ));
+    }
+    if !batch
+        .results
+        .iter()
+        .all(|result| in_batch(result.leaf_index))
+        || !batch
+            .results
+            .is_sorted_by(|a, b| a.leaf_index < b.leaf_index)
+    {
+        return Err(StoreError::InvalidBatch(
+            "the results are not this batch's leaves in order",
+        ));
+    }
     for &(level, index, _) in batch.subtrees {
         match subtree_end(level, index) {
             Some(end) if size < end && end <= new_size => {}
@@ -333,83 +369,49 @@ fn check_last_leaf(size: u64, last_leaf: Option<u64>) -> Result<(), StoreError> 
     }
 }
 
-/// A retained result's place in the eviction order: its key there is `seq`, ascending with the
-/// time its session ended.
+/// A kept result as eviction sees it; `key` is what its backend removes it by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Retained {
-    seq: u64,
-    session_id: [u8; 16],
+struct Kept<K> {
+    key: K,
     ended_ms: u64,
     len: u64,
 }
 
-const RETAINED_LEN: usize = 32;
-
-impl Retained {
-    fn encode(&self) -> [u8; RETAINED_LEN] {
-        let mut value = [0; RETAINED_LEN];
-        value[..16].copy_from_slice(&self.session_id);
-        value[16..24].copy_from_slice(&self.ended_ms.to_be_bytes());
-        value[24..].copy_from_slice(&self.len.to_be_bytes());
-        value
+impl<K> Kept<K> {
+    /// One of the batch's results, to be kept under `key`.
+    fn new(key: K, result: &RetainedResult<'_>) -> Self {
+        Self {
+            key,
+            ended_ms: result.ended_ms,
+            len: result.body.len() as u64,
+        }
     }
-
-    fn decode(seq: u64, value: &[u8]) -> Result<Self, StoreError> {
-        let corrupt = StoreError::Corrupt("a retained result's order entry is not 32 bytes");
-        let value: &[u8; RETAINED_LEN] = value.try_into().map_err(|_| corrupt)?;
-        let word = |at: usize| {
-            let mut bytes = [0; 8];
-            bytes.copy_from_slice(&value[at..at + 8]);
-            u64::from_be_bytes(bytes)
-        };
-        let mut session_id = [0; 16];
-        session_id.copy_from_slice(&value[..16]);
-        Ok(Self {
-            seq,
-            session_id,
-            ended_ms: word(16),
-            len: word(24),
-        })
-    }
-}
-
-/// The results a batch adds, numbered on from `next_seq`.
-fn numbered<'a>(
-    results: &'a [RetainedResult<'a>],
-    next_seq: u64,
-) -> impl Iterator<Item = (Retained, &'a RetainedResult<'a>)> {
-    (next_seq..).zip(results).map(|(seq, result)| {
-        (
-            Retained {
-                seq,
-                session_id: result.session_id,
-                ended_ms: result.ended_ms,
-                len: result.body.len() as u64,
-            },
-            result,
-        )
-    })
 }
 
 /// The oldest results to drop so that the rest satisfy `retention`. `oldest_first` yields what
 /// is kept (stored ones, then the batch's new ones) and is read only as far as needed, so an
-/// append costs O(1) amortized however many results are kept. Returns them with the bytes
-/// that remain.
-fn results_to_drop(
-    oldest_first: impl Iterator<Item = Result<Retained, StoreError>>,
+/// append costs O(1) amortized however many results are kept. Returns their keys, oldest first,
+/// with the bytes that remain.
+fn results_to_drop<K>(
+    oldest_first: impl Iterator<Item = Result<Kept<K>, StoreError>>,
     mut total_bytes: u64,
     retention: Retention,
-) -> Result<(Vec<Retained>, u64), StoreError> {
+) -> Result<(Vec<K>, u64), StoreError> {
     let mut dropped = Vec::new();
-    for retained in oldest_first {
-        let retained = retained?;
-        if retained.ended_ms >= retention.expire_before_ms && total_bytes <= retention.max_bytes {
+    for kept in oldest_first {
+        let kept = kept?;
+        if kept.ended_ms >= retention.expire_before_ms && total_bytes <= retention.max_bytes {
             break;
         }
-        total_bytes = total_bytes.saturating_sub(retained.len);
-        dropped.push(retained);
+        total_bytes = total_bytes.saturating_sub(kept.len);
+        dropped.push(kept.key);
     }
     Ok((dropped, total_bytes))
+}
+
+/// The bytes of the batch's results' bodies.
+fn added_bytes(results: &[RetainedResult<'_>]) -> u64 {
+    results.iter().map(|result| result.body.len() as u64).sum()
 }
 
 /// A retained result's stored value: when the session ended, then the body.
@@ -420,11 +422,16 @@ fn encode_retained_value(result: &RetainedResult<'_>) -> Vec<u8> {
     value
 }
 
-fn decode_retained_value(value: &[u8]) -> Result<(u64, Vec<u8>), StoreError> {
+/// A retained result's stored value as when its session ended and its body.
+fn split_retained_value(value: &[u8]) -> Result<(u64, &[u8]), StoreError> {
     let (ended, body) = value.split_first_chunk::<8>().ok_or(StoreError::Corrupt(
         "a retained result is shorter than 8 bytes",
     ))?;
-    Ok((u64::from_be_bytes(*ended), body.to_vec()))
+    Ok((u64::from_be_bytes(*ended), body))
+}
+
+fn decode_retained_value(value: &[u8]) -> Result<(u64, Vec<u8>), StoreError> {
+    split_retained_value(value).map(|(ended_ms, body)| (ended_ms, body.to_vec()))
 }
 
 /// Checks that a range scan over `[start, end)` found every leaf, in order.
@@ -909,21 +916,66 @@ mod tests {
         assert_eq!(store.retained_bytes().unwrap(), 100);
     }
 
-    fn pending_requests_follow_their_answers(kind: StoreKind) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = open_in(kind, &dir);
-        let checkpoint = checkpoint_for(0);
-        let batch = |opened, answered| Batch {
+    /// Appends one leaf per session in `sessions`: a request where `opened` says so, else a
+    /// result for the request `answers` pairs it with.
+    fn append_sessions(
+        store: &mut dyn LogStore,
+        sessions: &[[u8; 16]],
+        opened: &[u64],
+        answers: &[Answer],
+    ) -> Result<(), StoreError> {
+        let first = store.size()?;
+        let end = first + sessions.len() as u64;
+        let leaves: Vec<_> = (first..end).map(leaf_bytes).collect();
+        let subtrees = completed_subtrees(first, end);
+        let checkpoint = checkpoint_for(end);
+        store.append(&Batch {
+            first_index: first,
+            leaves: &leaves,
+            session_ids: sessions,
+            subtrees: &subtrees,
             checkpoint: &checkpoint,
             requests_opened: opened,
-            requests_answered: answered,
+            answers,
             ..Batch::default()
-        };
-        store.append(&batch(&[0, 1, 5], &[])).unwrap();
-        store.append(&batch(&[7], &[1, 5])).unwrap();
+        })
+    }
+
+    fn answer(request_index: u64, result_index: u64) -> Answer {
+        Answer {
+            request_index,
+            result_index,
+        }
+    }
+
+    /// Requests stay pending until answered, and a session's result leaf is found with its
+    /// request leaf across batches and a reopening.
+    fn results_answer_their_requests(kind: StoreKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_in(kind, &dir);
+        let (a, b, c, d) = ([1; 16], [2; 16], [3; 16], [4; 16]);
+        append_sessions(&mut *store, &[a, b, c], &[0, 1, 2], &[]).unwrap();
+        append_sessions(&mut *store, &[b, d, a], &[4], &[answer(1, 3), answer(0, 5)]).unwrap();
         drop(store);
-        let store = open_in(kind, &dir);
-        assert_eq!(store.pending_requests().unwrap(), [0, 7]);
+        let mut store = open_in(kind, &dir);
+        assert_eq!(store.pending_requests().unwrap(), [2, 4]);
+        assert_eq!(store.session_indices(&a).unwrap(), [0, 5]);
+        assert_eq!(store.session_indices(&b).unwrap(), [1, 3]);
+        assert_eq!(store.session_indices(&c).unwrap(), [2]);
+
+        // An answer must be one of the batch's leaves, in order, after its request.
+        for answers in [
+            [answer(4, 5), answer(2, 7)],
+            [answer(2, 6), answer(4, 4)],
+            [answer(4, 7), answer(2, 6)],
+        ] {
+            assert!(matches!(
+                append_sessions(&mut *store, &[d, c], &[], &answers),
+                Err(StoreError::InvalidBatch(_))
+            ));
+        }
+        assert_eq!(store.size().unwrap(), 6);
+        assert_eq!(store.pending_requests().unwrap(), [2, 4]);
     }
 
     macro_rules! for_each_backend {
@@ -952,7 +1004,7 @@ mod tests {
         reopen_keeps_everything,
         large_log,
         results_stay_within_retention_and_budget,
-        pending_requests_follow_their_answers,
+        results_answer_their_requests,
     );
 
     #[test]

@@ -2,6 +2,12 @@
 //!
 //! Values are raw bytes decoded by us rather than typed redb values, whose decoders panic on a
 //! wrong length; keys stay typed because redb checks their fixed widths itself.
+//!
+//! Session ids are random (`docs/PROTOCOL.md` §3), so every write keyed by one lands on a
+//! random page of its table, and a commit's cost grows with the table. Only the by-session
+//! index is keyed so, with one entry per session: everything else is keyed by leaf index and
+//! written at its table's end. A run at 64 clients lost a fifth of its throughput in ten
+//! minutes while results, their eviction and each session's result leaf were keyed by session.
 
 use std::path::Path;
 
@@ -11,36 +17,40 @@ use ::redb::{
 };
 
 use super::{
-    Batch, LogStore, Retained, StoreError, check_batch, check_last_leaf, clamp_range,
+    Batch, Kept, LogStore, StoreError, added_bytes, check_batch, check_last_leaf, clamp_range,
     collect_leaves, decode_checkpoint, decode_counter, decode_hash, decode_retained_value,
-    decode_size, encode_retained_value, encode_size, numbered, results_to_drop, session_key,
-    session_key_index, subtree_fits,
+    decode_size, encode_retained_value, encode_size, results_to_drop, session_key,
+    session_key_index, split_retained_value, subtree_fits,
 };
 
 const LEAVES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("leaves");
 /// (level, index) → hash.
 const SUBTREES: TableDefinition<'static, (u8, u64), &[u8]> = TableDefinition::new("subtrees");
-/// session_id ‖ index (big-endian) → (), so a session's leaves are one prefix range.
+/// session_id ‖ index (big-endian) → (), so a session's leaves are one prefix range: every
+/// leaf but those that answer a request, which [`ANSWERS`] finds. Result leaves stored before
+/// [`ANSWERS`] existed are here too.
 const BY_SESSION: TableDefinition<'static, &[u8; 24], ()> = TableDefinition::new("by_session");
+/// A request leaf's index → the index of the result leaf that answers it.
+const ANSWERS: TableDefinition<'static, u64, u64> = TableDefinition::new("answers");
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 /// Request leaves without a result leaf yet.
 const PENDING: TableDefinition<'static, u64, ()> = TableDefinition::new("pending");
-/// The result leaf's index → when its session ended ‖ the result body. Results end in the
-/// order of their leaves, so this is written at its end and evicted from its front; keyed by
-/// the session id, as it once was (`results`, moved here on opening), every result written and
-/// evicted landed on a random page of a gigabyte table, and a long run slowed by a fifth.
+/// The result leaf's index → when its session ended ‖ the result body. Sessions end in the
+/// order of their result leaves, so this is written at its end and evicted from its front.
 const RESULTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("result_bodies");
-/// The layout before: session_id → when it ended ‖ the result body.
+/// An earlier layout, moved on opening: session_id → when it ended ‖ the result body.
 const RESULTS_BY_SESSION: TableDefinition<'static, &[u8; 16], &[u8]> =
     TableDefinition::new("results");
-/// Eviction order: seq → session_id ‖ ended_ms ‖ body length.
+/// An earlier layout, dropped on opening: the eviction order, seq → session_id ‖ ended_ms ‖
+/// body length, which [`RESULTS`]'s own order now gives.
 const RESULT_ORDER: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("result_order");
 
 const SIZE: &str = "size";
 const CHECKPOINT: &str = "checkpoint";
-/// The next retained result's seq, and the bytes of all retained bodies.
-const RESULT_SEQ: &str = "result_seq";
+/// The bytes of all retained bodies.
 const RESULT_BYTES: &str = "result_bytes";
+/// An earlier layout's next seq in [`RESULT_ORDER`], dropped with it.
+const RESULT_SEQ: &str = "result_seq";
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
     super::backend_error("redb", error)
@@ -62,11 +72,12 @@ impl RedbStore {
             txn.open_table(LEAVES).map_err(backend)?;
             txn.open_table(SUBTREES).map_err(backend)?;
             txn.open_table(BY_SESSION).map_err(backend)?;
+            txn.open_table(ANSWERS).map_err(backend)?;
             txn.open_table(META).map_err(backend)?;
             txn.open_table(PENDING).map_err(backend)?;
             txn.open_table(RESULTS).map_err(backend)?;
-            txn.open_table(RESULT_ORDER).map_err(backend)?;
             move_results_keyed_by_session(&txn)?;
+            drop_result_order(&txn)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -97,10 +108,13 @@ fn move_results_keyed_by_session(txn: &::redb::WriteTransaction) -> Result<(), S
     {
         let old = txn.open_table(RESULTS_BY_SESSION).map_err(backend)?;
         let by_session = txn.open_table(BY_SESSION).map_err(backend)?;
+        let answers = txn.open_table(ANSWERS).map_err(backend)?;
         let mut results = txn.open_table(RESULTS).map_err(backend)?;
         for entry in old.iter().map_err(backend)? {
             let (session_id, value) = entry.map_err(backend)?;
-            let index = result_leaf(&by_session, session_id.value())?
+            let index = session_leaves(&by_session, &answers, session_id.value())?
+                .last()
+                .copied()
                 .ok_or(StoreError::Corrupt("a kept result's session has no leaves"))?;
             results.insert(index, value.value()).map_err(backend)?;
         }
@@ -109,23 +123,52 @@ fn move_results_keyed_by_session(txn: &::redb::WriteTransaction) -> Result<(), S
     Ok(())
 }
 
-/// The last leaf of `session_id`: its result leaf, once it has one.
-fn result_leaf(
+/// Drops the eviction order of the layout before [`RESULTS`]' own order gave it: once, on the
+/// first opening after an upgrade.
+fn drop_result_order(txn: &::redb::WriteTransaction) -> Result<(), StoreError> {
+    if txn.delete_table(RESULT_ORDER).map_err(backend)? {
+        let mut meta = txn.open_table(META).map_err(backend)?;
+        meta.remove(RESULT_SEQ).map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The indices of `session_id`'s leaves, ascending: those indexed under it and the result
+/// leaves that answer them.
+fn session_leaves(
     by_session: &impl ReadableTable<&'static [u8; 24], ()>,
+    answers: &impl ReadableTable<u64, u64>,
     session_id: &[u8; 16],
-) -> Result<Option<u64>, StoreError> {
+) -> Result<Vec<u64>, StoreError> {
     let (low, high) = (
         session_key(session_id, 0),
         session_key(session_id, u64::MAX),
     );
-    let last = by_session
+    let mut indices = Vec::new();
+    for entry in by_session
         .range::<&[u8; 24]>(&low..=&high)
         .map_err(backend)?
-        .next_back()
-        .transpose()
-        .map_err(backend)?;
-    last.map(|(key, _)| session_key_index(key.value()))
-        .transpose()
+    {
+        let (key, _) = entry.map_err(backend)?;
+        let index = session_key_index(key.value())?;
+        indices.push(index);
+        if let Some(result) = answers.get(index).map_err(backend)? {
+            indices.push(result.value());
+        }
+    }
+    indices.sort_unstable();
+    indices.dedup();
+    Ok(indices)
+}
+
+/// A stored result as eviction sees it.
+fn kept(index: u64, value: &[u8]) -> Result<Kept<u64>, StoreError> {
+    let (ended_ms, body) = split_retained_value(value)?;
+    Ok(Kept {
+        key: index,
+        ended_ms,
+        len: body.len() as u64,
+    })
 }
 
 fn size_in(txn: &ReadTransaction) -> Result<u64, StoreError> {
@@ -156,10 +199,28 @@ impl LogStore for RedbStore {
 
             let mut leaves = txn.open_table(LEAVES).map_err(backend)?;
             let mut by_session = txn.open_table(BY_SESSION).map_err(backend)?;
+            let mut answers = txn.open_table(ANSWERS).map_err(backend)?;
+            let mut pending = txn.open_table(PENDING).map_err(backend)?;
+            let mut answer_at = batch
+                .answers
+                .iter()
+                .map(|answer| answer.result_index)
+                .peekable();
             for ((index, leaf), session_id) in (size..).zip(batch.leaves).zip(batch.session_ids) {
                 leaves.insert(index, leaf.as_slice()).map_err(backend)?;
-                by_session
-                    .insert(&session_key(session_id, index), ())
+                if answer_at.next_if_eq(&index).is_none() {
+                    by_session
+                        .insert(&session_key(session_id, index), ())
+                        .map_err(backend)?;
+                }
+            }
+            for index in batch.requests_opened {
+                pending.insert(*index, ()).map_err(backend)?;
+            }
+            for answer in batch.answers {
+                pending.remove(answer.request_index).map_err(backend)?;
+                answers
+                    .insert(answer.request_index, answer.result_index)
                     .map_err(backend)?;
             }
             let mut subtrees = txn.open_table(SUBTREES).map_err(backend)?;
@@ -168,55 +229,45 @@ impl LogStore for RedbStore {
                     .insert((*level, *index), hash.as_slice())
                     .map_err(backend)?;
             }
-            let mut pending = txn.open_table(PENDING).map_err(backend)?;
-            for index in batch.requests_opened {
-                pending.insert(*index, ()).map_err(backend)?;
-            }
-            for index in batch.requests_answered {
-                pending.remove(*index).map_err(backend)?;
-            }
 
-            let counter = |meta: &::redb::Table<'_, &str, &[u8]>, key| {
-                let value = meta.get(key).map_err(backend)?;
-                decode_counter(value.as_ref().map(|value| value.value()))
-            };
-            let next_seq = counter(&meta, RESULT_SEQ)?;
-            let stored_bytes = counter(&meta, RESULT_BYTES)?;
-            let new: Vec<_> = numbered(batch.results, next_seq).collect();
-            let added: u64 = new.iter().map(|(retained, _)| retained.len).sum();
-            let mut order = txn.open_table(RESULT_ORDER).map_err(backend)?;
+            let stored_bytes = decode_counter(
+                meta.get(RESULT_BYTES)
+                    .map_err(backend)?
+                    .as_ref()
+                    .map(|value| value.value()),
+            )?;
+            let mut results = txn.open_table(RESULTS).map_err(backend)?;
             let (dropped, remaining) = results_to_drop(
-                order
+                results
                     .iter()
                     .map_err(backend)?
                     .map(|entry| {
-                        let (seq, value) = entry.map_err(backend)?;
-                        Retained::decode(seq.value(), value.value())
+                        let (index, value) = entry.map_err(backend)?;
+                        kept(index.value(), value.value())
                     })
-                    .chain(new.iter().map(|(retained, _)| Ok(*retained))),
-                stored_bytes.saturating_add(added),
+                    .chain(
+                        batch
+                            .results
+                            .iter()
+                            .map(|result| Ok(Kept::new(result.leaf_index, result))),
+                    ),
+                stored_bytes.saturating_add(added_bytes(batch.results)),
                 batch.retention,
             )?;
-            let mut results = txn.open_table(RESULTS).map_err(backend)?;
-            for gone in dropped.iter().filter(|gone| gone.seq < next_seq) {
-                order.remove(gone.seq).map_err(backend)?;
-                if let Some(index) = result_leaf(&by_session, &gone.session_id)? {
-                    results.remove(index).map_err(backend)?;
-                }
+            for index in dropped.iter().filter(|&&index| index < size) {
+                results.remove(*index).map_err(backend)?;
             }
-            // What is dropped is a prefix in seq order, so new results past it are kept.
-            let kept_from = dropped.last().map_or(0, |gone| gone.seq + 1);
-            for (retained, result) in new.iter().filter(|(retained, _)| retained.seq >= kept_from) {
-                order
-                    .insert(retained.seq, retained.encode().as_slice())
-                    .map_err(backend)?;
+            // What is dropped is a prefix in leaf order, so new results past it are kept.
+            let kept_from = dropped.last().map_or(0, |index| index + 1);
+            for result in batch
+                .results
+                .iter()
+                .filter(|result| result.leaf_index >= kept_from)
+            {
                 results
                     .insert(result.leaf_index, encode_retained_value(result).as_slice())
                     .map_err(backend)?;
             }
-            let next_seq = next_seq + new.len() as u64;
-            meta.insert(RESULT_SEQ, encode_size(next_seq).as_slice())
-                .map_err(backend)?;
             meta.insert(RESULT_BYTES, encode_size(remaining).as_slice())
                 .map_err(backend)?;
             meta.insert(SIZE, encode_size(new_size).as_slice())
@@ -269,22 +320,12 @@ impl LogStore for RedbStore {
     fn session_indices(&self, session_id: &[u8; 16]) -> Result<Vec<u64>, StoreError> {
         let txn = self.read()?;
         let size = size_in(&txn)?;
-        let by_session = txn.open_table(BY_SESSION).map_err(backend)?;
-        let (low, high) = (
-            session_key(session_id, 0),
-            session_key(session_id, u64::MAX),
-        );
-        let mut indices = Vec::new();
-        for entry in by_session
-            .range::<&[u8; 24]>(&low..=&high)
-            .map_err(backend)?
-        {
-            let (key, _) = entry.map_err(backend)?;
-            let index = session_key_index(key.value())?;
-            if index < size {
-                indices.push(index);
-            }
-        }
+        let mut indices = session_leaves(
+            &txn.open_table(BY_SESSION).map_err(backend)?,
+            &txn.open_table(ANSWERS).map_err(backend)?,
+            session_id,
+        )?;
+        indices.retain(|&index| index < size);
         Ok(indices)
     }
 
@@ -309,8 +350,13 @@ impl LogStore for RedbStore {
 
     fn retained_result(&self, session_id: &[u8; 16]) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let txn = self.read()?;
-        let by_session = txn.open_table(BY_SESSION).map_err(backend)?;
-        let Some(index) = result_leaf(&by_session, session_id)? else {
+        let leaves = session_leaves(
+            &txn.open_table(BY_SESSION).map_err(backend)?,
+            &txn.open_table(ANSWERS).map_err(backend)?,
+            session_id,
+        )?;
+        // A session's result leaf is its last.
+        let Some(&index) = leaves.last() else {
             return Ok(None);
         };
         let results = txn.open_table(RESULTS).map_err(backend)?;
@@ -381,6 +427,53 @@ mod tests {
                 .unwrap()
                 .any(|table| table.name() == RESULTS_BY_SESSION.name())
         );
+    }
+
+    /// A data directory whose results had an eviction order of their own loses it on
+    /// opening, and its results are then evicted in leaf order.
+    #[test]
+    fn the_eviction_order_before_is_dropped_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_with_leaves(&dir);
+        let kept = [[0, 0, 0, 0, 0, 0, 0, 9].as_slice(), b"the body"].concat();
+        damage(&path, |txn| {
+            let mut order = txn.open_table(RESULT_ORDER).unwrap();
+            order.insert(0, [1; 32].as_slice()).unwrap();
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(RESULT_SEQ, encode_size(1).as_slice()).unwrap();
+            meta.insert(RESULT_BYTES, encode_size(8).as_slice())
+                .unwrap();
+            let mut results = txn.open_table(RESULTS).unwrap();
+            results.insert(1, kept.as_slice()).unwrap();
+        });
+        let mut store = RedbStore::open(&path, super::super::DEFAULT_CACHE_BYTES).unwrap();
+        {
+            let txn = store.read().unwrap();
+            assert!(
+                !txn.list_tables()
+                    .unwrap()
+                    .any(|table| table.name() == RESULT_ORDER.name())
+            );
+            let meta = txn.open_table(META).unwrap();
+            assert!(meta.get(RESULT_SEQ).unwrap().is_none());
+        }
+        assert_eq!(
+            store.retained_result(&[1; 16]).unwrap(),
+            Some((9, b"the body".to_vec()))
+        );
+        store
+            .append(&Batch {
+                first_index: 2,
+                checkpoint: "origin\n2\nroot\n",
+                retention: crate::auditor::store::Retention {
+                    expire_before_ms: 10,
+                    max_bytes: u64::MAX,
+                },
+                ..Batch::default()
+            })
+            .unwrap();
+        assert_eq!(store.retained_result(&[1; 16]).unwrap(), None);
+        assert_eq!(store.retained_bytes().unwrap(), 0);
     }
 
     #[test]

@@ -18,9 +18,9 @@ use std::path::Path;
 use ::sled::{Db, IVec, Tree};
 
 use super::{
-    Batch, LogStore, Retained, StoreError, check_batch, check_last_leaf, clamp_range,
+    Batch, Kept, LogStore, StoreError, added_bytes, check_batch, check_last_leaf, clamp_range,
     collect_leaves, decode_checkpoint, decode_counter, decode_hash, decode_retained_value,
-    decode_size, encode_retained_value, encode_size, numbered, results_to_drop, session_key,
+    decode_size, encode_retained_value, encode_size, results_to_drop, session_key,
     session_key_index, subtree_fits,
 };
 
@@ -55,6 +55,37 @@ fn decode_indexed_key(prefix: u8, key: &[u8]) -> Result<u64, StoreError> {
         .and_then(|index| <[u8; 8]>::try_from(index).ok())
         .map(u64::from_be_bytes)
         .ok_or(StoreError::Corrupt("an indexed key is not 9 bytes"))
+}
+
+/// A retained result's place in the eviction order: its seq there, ascending with the time its
+/// session ended, and its session, whose [`RESULT`] entry goes with it.
+type OrderKey = (u64, [u8; 16]);
+
+const ORDER_VALUE_LEN: usize = 32;
+
+fn encode_order_value(kept: &Kept<OrderKey>) -> [u8; ORDER_VALUE_LEN] {
+    let mut value = [0; ORDER_VALUE_LEN];
+    value[..16].copy_from_slice(&kept.key.1);
+    value[16..24].copy_from_slice(&kept.ended_ms.to_be_bytes());
+    value[24..].copy_from_slice(&kept.len.to_be_bytes());
+    value
+}
+
+fn decode_order_entry(key: &[u8], value: &[u8]) -> Result<Kept<OrderKey>, StoreError> {
+    let corrupt = StoreError::Corrupt("a retained result's order entry is not 32 bytes");
+    let value: &[u8; ORDER_VALUE_LEN] = value.try_into().map_err(|_| corrupt)?;
+    let word = |at: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&value[at..at + 8]);
+        u64::from_be_bytes(bytes)
+    };
+    let mut session_id = [0; 16];
+    session_id.copy_from_slice(&value[..16]);
+    Ok(Kept {
+        key: (decode_indexed_key(RESULT_ORDER, key)?, session_id),
+        ended_ms: word(16),
+        len: word(24),
+    })
 }
 
 fn result_key(session_id: &[u8; 16]) -> [u8; 17] {
@@ -171,37 +202,44 @@ impl LogStore for SledStore {
         for index in batch.requests_opened {
             writes.insert(&indexed_key(PENDING, *index), &[]);
         }
-        for index in batch.requests_answered {
-            writes.remove(&indexed_key(PENDING, *index));
+        for answer in batch.answers {
+            writes.remove(&indexed_key(PENDING, answer.request_index));
         }
 
         let counter = |key| decode_counter(self.log.get(key).map_err(backend)?.as_deref());
         let next_seq = counter(RESULT_SEQ)?;
-        let new: Vec<_> = numbered(batch.results, next_seq).collect();
-        let added: u64 = new.iter().map(|(retained, _)| retained.len).sum();
+        let new: Vec<_> = (next_seq..)
+            .zip(batch.results)
+            .map(|(seq, result)| Kept::new((seq, result.session_id), result))
+            .collect();
         let (dropped, remaining) = results_to_drop(
             self.log
                 .scan_prefix([RESULT_ORDER])
                 .map(|entry| {
                     let (key, value) = entry.map_err(backend)?;
-                    Retained::decode(decode_indexed_key(RESULT_ORDER, &key)?, &value)
+                    decode_order_entry(&key, &value)
                 })
-                .chain(new.iter().map(|(retained, _)| Ok(*retained))),
-            counter(RESULT_BYTES)?.saturating_add(added),
+                .chain(new.iter().copied().map(Ok)),
+            counter(RESULT_BYTES)?.saturating_add(added_bytes(batch.results)),
             batch.retention,
         )?;
-        for gone in dropped.iter().filter(|gone| gone.seq < next_seq) {
-            writes.remove(&indexed_key(RESULT_ORDER, gone.seq));
-            writes.remove(&result_key(&gone.session_id));
+        for (seq, session_id) in dropped.iter().filter(|(seq, _)| *seq < next_seq) {
+            writes.remove(&indexed_key(RESULT_ORDER, *seq));
+            writes.remove(&result_key(session_id));
         }
         // What is dropped is a prefix in seq order, so new results past it are kept.
-        let kept_from = dropped.last().map_or(0, |gone| gone.seq + 1);
-        for (retained, result) in new.iter().filter(|(retained, _)| retained.seq >= kept_from) {
-            writes.insert(&indexed_key(RESULT_ORDER, retained.seq), &retained.encode());
-            writes.insert(
-                &result_key(&result.session_id),
-                encode_retained_value(result),
-            );
+        let kept_from = dropped.last().map_or(0, |(seq, _)| seq + 1);
+        for (kept, result) in new.iter().zip(batch.results) {
+            if kept.key.0 >= kept_from {
+                writes.insert(
+                    &indexed_key(RESULT_ORDER, kept.key.0),
+                    &encode_order_value(kept),
+                );
+                writes.insert(
+                    &result_key(&result.session_id),
+                    encode_retained_value(result),
+                );
+            }
         }
         writes.insert(RESULT_SEQ, &encode_size(next_seq + new.len() as u64));
         writes.insert(RESULT_BYTES, &encode_size(remaining));
