@@ -509,3 +509,29 @@ fn session_audit_entries_are_checked_for_session_and_inclusion() {
     moved.entries[0].index -= 1;
     assert!(verifier.check_session_audit(&session_id, &moved).is_err());
 }
+
+/// A note that passed once passes again, and only for the identity it passed for: not for
+/// another key, nor for the same key under another origin.
+#[test]
+fn a_checkpoint_verified_before_passes_only_for_its_identity() {
+    let key = identity_key();
+    let (_, signed) = log_of(5, &key);
+    let again = SignedCheckpoint::verify(signed.note(), &pinned()).unwrap();
+    assert_eq!(again, signed);
+
+    let other = IdentityKey::from_secret_bytes(&[0x43; 32])
+        .unwrap()
+        .public();
+    let same_origin_other_key = PinnedIdentity {
+        origin: pinned().origin,
+        key: other,
+    };
+    assert!(SignedCheckpoint::verify(signed.note(), &same_origin_other_key).is_err());
+    let renamed = PinnedIdentity {
+        origin: "another/origin".into(),
+        key: key.public(),
+    };
+    assert!(SignedCheckpoint::verify(signed.note(), &renamed).is_err());
+    let tampered = signed.note().replacen('5', "6", 1);
+    assert!(SignedCheckpoint::verify(&tampered, &pinned()).is_err());
+}
