@@ -10,7 +10,7 @@ pub use result::{AnnouncedSession, SealedRequest, VerifiedResult};
 pub use tracker::{CheckpointTracker, check_consistency, consistency_needed};
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::Error;
 use crate::announcement::{self, Announcement, Expected};
@@ -94,41 +94,67 @@ pub struct SignedCheckpoint {
 
 /// The notes [`SignedCheckpoint::verify`] passed lately, oldest first. One checkpoint covers
 /// every result of its batch, so a busy client checks each many times over, and its signature
-/// is a third of the work of checking a result; that work is a function of the note and the
-/// key alone, so a note passed before for the same key passes again without it.
-static RECENTLY_VERIFIED: Mutex<VecDeque<SignedCheckpoint>> = Mutex::new(VecDeque::new());
+/// is a sixth of a client's work per session. That check depends on the note, the origin and
+/// the key alone, so a note that passed for an identity passes again for it without the check.
+struct RecentlyVerified(Mutex<VecDeque<SignedCheckpoint>>);
 
-/// How many notes [`RECENTLY_VERIFIED`] keeps: more than the checkpoints a client's sessions
-/// in flight are proven against at once.
-const RECENTLY_VERIFIED_LEN: usize = 16;
+impl RecentlyVerified {
+    /// How many notes it keeps: more than the checkpoints a client's sessions in flight are
+    /// proven against at once.
+    const LEN: usize = 16;
 
-impl SignedCheckpoint {
-    /// Verifies a signed note against the pinned identity (§6.3).
-    pub fn verify(note: &str, pinned: &PinnedIdentity) -> Result<Self, VerifyError> {
+    const fn new() -> Self {
+        Self(Mutex::new(VecDeque::new()))
+    }
+
+    /// `note` as verified for `pinned` before, or else as `verify` verifies it now.
+    fn verify(
+        &self,
+        note: &str,
+        pinned: &PinnedIdentity,
+        verify: impl FnOnce() -> Result<Checkpoint, Error>,
+    ) -> Result<SignedCheckpoint, VerifyError> {
         let signer = pinned.fingerprint();
-        let mut recent = RECENTLY_VERIFIED
+        let seen = self
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let seen = recent.iter().find(|seen| {
-            seen.note == note && seen.signer == signer && seen.checkpoint.origin == pinned.origin
-        });
+            .iter()
+            .find(|seen| {
+                seen.note == note
+                    && seen.signer == signer
+                    && seen.checkpoint.origin == pinned.origin
+            })
+            .cloned();
         if let Some(seen) = seen {
-            return Ok(seen.clone());
+            return Ok(seen);
         }
-        drop(recent);
-        let verified = Self {
-            checkpoint: checkpoint::verify(note, &pinned.origin, &pinned.key)?,
+        let verified = SignedCheckpoint {
+            checkpoint: verify()?,
             note: note.to_owned(),
             signer,
         };
-        recent = RECENTLY_VERIFIED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if recent.len() == RECENTLY_VERIFIED_LEN {
+        let mut recent = self.lock();
+        if recent.len() == Self::LEN {
             recent.pop_front();
         }
         recent.push_back(verified.clone());
         Ok(verified)
+    }
+
+    /// Nothing can leave the list half-changed, so a panic elsewhere while it was held does not
+    /// make it unusable.
+    fn lock(&self) -> MutexGuard<'_, VecDeque<SignedCheckpoint>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+static RECENTLY_VERIFIED: RecentlyVerified = RecentlyVerified::new();
+
+impl SignedCheckpoint {
+    /// Verifies a signed note against the pinned identity (§6.3).
+    pub fn verify(note: &str, pinned: &PinnedIdentity) -> Result<Self, VerifyError> {
+        RECENTLY_VERIFIED.verify(note, pinned, || {
+            checkpoint::verify(note, &pinned.origin, &pinned.key)
+        })
     }
 
     /// The signed note, byte for byte as received: what a trust store keeps.

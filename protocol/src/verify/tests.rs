@@ -510,28 +510,49 @@ fn session_audit_entries_are_checked_for_session_and_inclusion() {
     assert!(verifier.check_session_audit(&session_id, &moved).is_err());
 }
 
-/// A note that passed once passes again, and only for the identity it passed for: not for
-/// another key, nor for the same key under another origin.
+/// A note that passed once passes again without a second check, and only for the identity it
+/// passed for: another key, another origin or other bytes are checked in full; and no more
+/// than [`RecentlyVerified::LEN`] notes are kept.
 #[test]
 fn a_checkpoint_verified_before_passes_only_for_its_identity() {
+    let recent = RecentlyVerified::new();
+    let checks = std::cell::Cell::new(0);
+    let verify = |note: &str, pinned: &PinnedIdentity| {
+        recent.verify(note, pinned, || {
+            checks.set(checks.get() + 1);
+            checkpoint::verify(note, &pinned.origin, &pinned.key)
+        })
+    };
     let key = identity_key();
     let (_, signed) = log_of(5, &key);
-    let again = SignedCheckpoint::verify(signed.note(), &pinned()).unwrap();
-    assert_eq!(again, signed);
+    assert_eq!(verify(signed.note(), &pinned()).unwrap(), signed);
+    assert_eq!(verify(signed.note(), &pinned()).unwrap(), signed);
+    assert_eq!(checks.get(), 1, "the second time is remembered");
 
-    let other = IdentityKey::from_secret_bytes(&[0x43; 32])
-        .unwrap()
-        .public();
-    let same_origin_other_key = PinnedIdentity {
+    let other_key = PinnedIdentity {
         origin: pinned().origin,
-        key: other,
+        key: IdentityKey::from_secret_bytes(&[0x43; 32])
+            .unwrap()
+            .public(),
     };
-    assert!(SignedCheckpoint::verify(signed.note(), &same_origin_other_key).is_err());
-    let renamed = PinnedIdentity {
+    let other_origin = PinnedIdentity {
         origin: "another/origin".into(),
         key: key.public(),
     };
-    assert!(SignedCheckpoint::verify(signed.note(), &renamed).is_err());
-    let tampered = signed.note().replacen('5', "6", 1);
-    assert!(SignedCheckpoint::verify(&tampered, &pinned()).is_err());
+    let tampered = signed.note().replacen("\n5\n", "\n6\n", 1);
+    assert!(verify(signed.note(), &other_key).is_err());
+    assert!(verify(signed.note(), &other_origin).is_err());
+    assert!(verify(&tampered, &pinned()).is_err());
+    assert_eq!(checks.get(), 4, "each of them checked in full");
+
+    for size in 6..6 + RecentlyVerified::LEN as u64 {
+        verify(log_of(size, &key).1.note(), &pinned()).unwrap();
+    }
+    assert_eq!(recent.lock().len(), RecentlyVerified::LEN);
+    verify(signed.note(), &pinned()).unwrap();
+    assert_eq!(
+        checks.get(),
+        5 + RecentlyVerified::LEN,
+        "the oldest note was let go and is checked again"
+    );
 }
