@@ -35,7 +35,8 @@ pub struct Batch<'a> {
     pub first_index: u64,
     /// Raw leaf bytes (90 or 163 bytes each; opaque to the store).
     pub leaves: &'a [Vec<u8>],
-    /// `leaves[i]` belongs to `session_ids[i]`; feeds [`LogStore::session_indices`].
+    /// `leaves[i]` belongs to `session_ids[i]`; feeds [`LogStore::session_indices`]. A result
+    /// leaf's session must be its request's (see `answers`).
     pub session_ids: &'a [[u8; 16]],
     /// `(level, index, hash)` of the perfect subtrees this batch completes: the subtree
     /// covering leaves `[index·2^level, (index+1)·2^level)` must end after `first_index` and
@@ -46,10 +47,12 @@ pub struct Batch<'a> {
     /// Indices of this batch's request leaves: they are pending until a result leaf answers
     /// them, so that a restart finds what a crash cut off without reading the log.
     pub requests_opened: &'a [u64],
-    /// This batch's result leaves, each with the pending request leaf it answers. A result
-    /// leaf belongs to its request's session, so a backend may find it through the request.
+    /// This batch's result leaves, each with the pending request leaf it answers, in leaf
+    /// order; a request is answered once. A result leaf belongs to its request's session, so a
+    /// backend may find it through the request.
     pub answers: &'a [Answer],
-    /// Sealed results to keep for `GET …/result`, in the order their sessions ended.
+    /// Sealed results to keep for `GET …/result`, in leaf order, which is the order their
+    /// sessions ended.
     pub results: &'a [RetainedResult<'a>],
     /// What of the results kept so far (and of `results`) is dropped in the same transaction.
     pub retention: Retention,
@@ -235,6 +238,9 @@ fn backend_error(backend: &str, error: impl fmt::Display) -> StoreError {
     StoreError::Backend(format!("{backend}: {error}"))
 }
 
+/// Why a batch is refused whose answer's request is not pending, or is answered twice.
+const NOT_PENDING: &str = "an answer's request leaf is not pending";
+
 /// Checks `batch` against the store's current `size` and returns the size after it.
 fn check_batch(batch: &Batch<'_>, size: u64) -> Result<u64, StoreError> {
     if batch.first_index != size {
@@ -253,26 +259,30 @@ fn check_batch(batch: &Batch<'_>, size: u64) -> Result<u64, StoreError> {
         .and_then(|count| size.checked_add(count))
         .ok_or(StoreError::InvalidBatch("the log size would overflow"))?;
     let in_batch = |index: u64| size <= index && index < new_size;
-    if !batch
-        .answers
-        .iter()
-        .all(|answer| in_batch(answer.result_index) && answer.request_index < answer.result_index)
-        || !batch
+    let answers_in_order =
+        batch.answers.iter().all(|answer| {
+            in_batch(answer.result_index) && answer.request_index < answer.result_index
+        }) && batch
             .answers
-            .is_sorted_by(|a, b| a.result_index < b.result_index)
-    {
+            .is_sorted_by(|a, b| a.result_index < b.result_index);
+    if !answers_in_order {
         return Err(StoreError::InvalidBatch(
             "the answers are not this batch's leaves in order, each after its request",
         ));
     }
-    if !batch
+    let mut requests: Vec<u64> = batch.answers.iter().map(|a| a.request_index).collect();
+    requests.sort_unstable();
+    if requests.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(StoreError::InvalidBatch(NOT_PENDING));
+    }
+    let results_in_order = batch
         .results
         .iter()
         .all(|result| in_batch(result.leaf_index))
-        || !batch
+        && batch
             .results
-            .is_sorted_by(|a, b| a.leaf_index < b.leaf_index)
-    {
+            .is_sorted_by(|a, b| a.leaf_index < b.leaf_index);
+    if !results_in_order {
         return Err(StoreError::InvalidBatch(
             "the results are not this batch's leaves in order",
         ));
@@ -963,11 +973,16 @@ mod tests {
         assert_eq!(store.session_indices(&b).unwrap(), [1, 3]);
         assert_eq!(store.session_indices(&c).unwrap(), [2]);
 
-        // An answer must be one of the batch's leaves, in order, after its request.
+        // An answer must be one of the batch's leaves, in order, after its request, and answer
+        // a pending request once.
         for answers in [
             [answer(4, 5), answer(2, 7)],
             [answer(2, 6), answer(4, 4)],
             [answer(4, 7), answer(2, 6)],
+            [answer(2, 6), answer(4, 8)],
+            [answer(2, 6), answer(2, 7)],
+            [answer(1, 6), answer(4, 7)],
+            [answer(2, 6), answer(3, 7)],
         ] {
             assert!(matches!(
                 append_sessions(&mut *store, &[d, c], &[], &answers),
@@ -976,6 +991,34 @@ mod tests {
         }
         assert_eq!(store.size().unwrap(), 6);
         assert_eq!(store.pending_requests().unwrap(), [2, 4]);
+
+        // Kept results must be the batch's own leaves, in order.
+        let body = [7; 10];
+        let kept = |leaf_index| RetainedResult {
+            leaf_index,
+            ..result(4, 1, &body)
+        };
+        for results in [[kept(6), kept(8)], [kept(7), kept(6)], [kept(5), kept(6)]] {
+            let (leaves, subtrees) = ([leaf_bytes(6), leaf_bytes(7)], completed_subtrees(6, 8));
+            let checkpoint = checkpoint_for(8);
+            let batch = Batch {
+                first_index: 6,
+                leaves: &leaves,
+                session_ids: &[d, c],
+                subtrees: &subtrees,
+                checkpoint: &checkpoint,
+                results: &results,
+                ..Batch::default()
+            };
+            assert!(matches!(
+                store.append(&batch),
+                Err(StoreError::InvalidBatch(_))
+            ));
+        }
+        assert_eq!(store.size().unwrap(), 6);
+        append_sessions(&mut *store, &[d, c], &[], &[answer(4, 6), answer(2, 7)]).unwrap();
+        assert_eq!(store.pending_requests().unwrap(), Vec::<u64>::new());
+        assert_eq!(store.session_indices(&c).unwrap(), [2, 7]);
     }
 
     macro_rules! for_each_backend {

@@ -17,10 +17,10 @@ use ::redb::{
 };
 
 use super::{
-    Batch, Kept, LogStore, StoreError, added_bytes, check_batch, check_last_leaf, clamp_range,
-    collect_leaves, decode_checkpoint, decode_counter, decode_hash, decode_retained_value,
-    decode_size, encode_retained_value, encode_size, results_to_drop, session_key,
-    session_key_index, split_retained_value, subtree_fits,
+    Batch, Kept, LogStore, NOT_PENDING, StoreError, added_bytes, check_batch, check_last_leaf,
+    clamp_range, collect_leaves, decode_checkpoint, decode_counter, decode_hash,
+    decode_retained_value, decode_size, encode_retained_value, encode_size, results_to_drop,
+    session_key, session_key_index, split_retained_value, subtree_fits,
 };
 
 const LEAVES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("leaves");
@@ -218,7 +218,13 @@ impl LogStore for RedbStore {
                 pending.insert(*index, ()).map_err(backend)?;
             }
             for answer in batch.answers {
-                pending.remove(answer.request_index).map_err(backend)?;
+                if pending
+                    .remove(answer.request_index)
+                    .map_err(backend)?
+                    .is_none()
+                {
+                    return Err(StoreError::InvalidBatch(NOT_PENDING));
+                }
                 answers
                     .insert(answer.request_index, answer.result_index)
                     .map_err(backend)?;

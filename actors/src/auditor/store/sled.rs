@@ -18,10 +18,10 @@ use std::path::Path;
 use ::sled::{Db, IVec, Tree};
 
 use super::{
-    Batch, Kept, LogStore, StoreError, added_bytes, check_batch, check_last_leaf, clamp_range,
-    collect_leaves, decode_checkpoint, decode_counter, decode_hash, decode_retained_value,
-    decode_size, encode_retained_value, encode_size, results_to_drop, session_key,
-    session_key_index, subtree_fits,
+    Batch, Kept, LogStore, NOT_PENDING, StoreError, added_bytes, check_batch, check_last_leaf,
+    clamp_range, collect_leaves, decode_checkpoint, decode_counter, decode_hash,
+    decode_retained_value, decode_size, encode_retained_value, encode_size, results_to_drop,
+    session_key, session_key_index, subtree_fits,
 };
 
 // Key prefixes: one byte, then the kind's own key.
@@ -203,7 +203,12 @@ impl LogStore for SledStore {
             writes.insert(&indexed_key(PENDING, *index), &[]);
         }
         for answer in batch.answers {
-            writes.remove(&indexed_key(PENDING, answer.request_index));
+            let key = indexed_key(PENDING, answer.request_index);
+            let opened_here = batch.requests_opened.contains(&answer.request_index);
+            if !opened_here && !self.log.contains_key(key).map_err(backend)? {
+                return Err(StoreError::InvalidBatch(NOT_PENDING));
+            }
+            writes.remove(&key);
         }
 
         let counter = |key| decode_counter(self.log.get(key).map_err(backend)?.as_deref());
