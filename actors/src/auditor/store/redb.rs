@@ -172,9 +172,17 @@ fn kept(index: u64, value: &[u8]) -> Result<Kept<u64>, StoreError> {
 }
 
 fn size_in(txn: &ReadTransaction) -> Result<u64, StoreError> {
-    let meta = txn.open_table(META).map_err(backend)?;
-    let size = meta.get(SIZE).map_err(backend)?;
-    decode_size(size.as_ref().map(|value| value.value()))
+    meta_value(&txn.open_table(META).map_err(backend)?, SIZE, decode_size)
+}
+
+/// The meta value under `key` as `decode` reads it; `decode` is given `None` if there is none.
+fn meta_value(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+    decode: fn(Option<&[u8]>) -> Result<u64, StoreError>,
+) -> Result<u64, StoreError> {
+    let value = meta.get(key).map_err(backend)?;
+    decode(value.as_ref().map(|value| value.value()))
 }
 
 impl LogStore for RedbStore {
@@ -188,12 +196,7 @@ impl LogStore for RedbStore {
         txn.set_durability(Durability::Immediate).map_err(backend)?;
         {
             let mut meta = txn.open_table(META).map_err(backend)?;
-            let size = decode_size(
-                meta.get(SIZE)
-                    .map_err(backend)?
-                    .as_ref()
-                    .map(|value| value.value()),
-            )?;
+            let size = meta_value(&meta, SIZE, decode_size)?;
             // On error the transaction is dropped, which aborts it: nothing was written.
             let new_size = check_batch(batch, size)?;
 
@@ -236,12 +239,7 @@ impl LogStore for RedbStore {
                     .map_err(backend)?;
             }
 
-            let stored_bytes = decode_counter(
-                meta.get(RESULT_BYTES)
-                    .map_err(backend)?
-                    .as_ref()
-                    .map(|value| value.value()),
-            )?;
+            let stored_bytes = meta_value(&meta, RESULT_BYTES, decode_counter)?;
             let mut results = txn.open_table(RESULTS).map_err(backend)?;
             let (dropped, remaining) = results_to_drop(
                 results
@@ -374,9 +372,11 @@ impl LogStore for RedbStore {
 
     fn retained_bytes(&self) -> Result<u64, StoreError> {
         let txn = self.read()?;
-        let meta = txn.open_table(META).map_err(backend)?;
-        let value = meta.get(RESULT_BYTES).map_err(backend)?;
-        decode_counter(value.as_ref().map(|value| value.value()))
+        meta_value(
+            &txn.open_table(META).map_err(backend)?,
+            RESULT_BYTES,
+            decode_counter,
+        )
     }
 }
 
